@@ -1,0 +1,1 @@
+"""Dynamic dispatch: the dispatcher API, the Worker Loader, isolates, tenant scoping, reload."""

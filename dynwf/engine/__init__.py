@@ -1,0 +1,1 @@
+"""The durable engine: instance state machine, step semantics, replay, scheduling."""

@@ -1,0 +1,71 @@
+"""Every error dynwf raises, one tree rooted at ``DynwfError``.
+
+    DynwfError                     anything dynwf itself rejects or cannot do
+    ├── ValidationError            bad input: names the value, the rule, what to do
+    │   ├── InvalidDurationError   a duration string with an unknown unit or shape
+    │   ├── InvalidStepConfigError a step config that breaks the retry/timeout rules
+    │   └── PayloadError           not a JSON value, or larger than 1 MiB
+    ├── InstanceNotFoundError      no such instance (or not visible to this tenant)
+    ├── InstanceExistsError        ``create`` with an id already in use
+    ├── InvalidStateError          an operation the instance's status does not allow
+    ├── WorkflowNotFoundError      no workflow registered under that name/binding
+    ├── JournalError               the journal file cannot be opened or is not ours
+    ├── ConfigError                a wrangler config that cannot be read or parsed
+    └── MissingDispatcherMetadataError  a dynamic workflow run without its envelope
+
+Errors raised *inside* a workflow (a step's own exception, ``NonRetryableError``,
+``WorkflowTimeoutError``) are tenant-facing and live in ``dynwf.workers.workflows``;
+in the journal they are data, ``{"name", "message"}``, never pickled objects.
+"""
+
+from __future__ import annotations
+
+
+class DynwfError(Exception):
+    """Base of every error dynwf raises on its own account."""
+
+
+class ValidationError(DynwfError, ValueError):
+    """Input that breaks a documented rule; nothing was changed."""
+
+
+class InvalidDurationError(ValidationError):
+    """A duration that is neither milliseconds nor ``"<number> <unit>"``."""
+
+
+class InvalidStepConfigError(ValidationError):
+    """A step config whose retries or timeout break the rules."""
+
+
+class PayloadError(ValidationError, TypeError):
+    """A value that is not JSON-representable or is larger than the limit."""
+
+
+class InstanceNotFoundError(DynwfError, LookupError):
+    """No instance with that id (for this tenant)."""
+
+    code = "instance.not_found"
+
+
+class InstanceExistsError(DynwfError):
+    """An instance with that id already exists."""
+
+
+class InvalidStateError(DynwfError):
+    """The instance's status does not allow the operation."""
+
+
+class WorkflowNotFoundError(DynwfError, LookupError):
+    """No workflow is registered under that name or binding."""
+
+
+class JournalError(DynwfError):
+    """The journal file cannot be used."""
+
+
+class ConfigError(DynwfError):
+    """A wrangler config file that cannot be read or parsed."""
+
+
+class MissingDispatcherMetadataError(DynwfError):
+    """A dynamic workflow was started without the dispatcher envelope."""

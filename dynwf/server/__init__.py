@@ -1,0 +1,1 @@
+"""The dev server: HTTP to the dispatcher and the explorer REST API."""

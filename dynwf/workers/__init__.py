@@ -1,0 +1,21 @@
+"""The tenant-facing ``workers`` API: what ``from workers import ...`` gives code dynwf runs.
+
+Names and shapes match Cloudflare's Python Workers SDK, so tenant code runs
+unchanged there. ``install()`` makes ``import workers`` resolve here even when
+Cloudflare's ``workers-runtime-sdk`` (type hints only) is installed too.
+"""
+
+from __future__ import annotations
+
+from dynwf.workers._alias import install, installed
+from dynwf.workers._entrypoints import WorkerEntrypoint, WorkflowEntrypoint
+from dynwf.workers._http import Request, Response
+
+__all__ = [
+    "Request",
+    "Response",
+    "WorkerEntrypoint",
+    "WorkflowEntrypoint",
+    "install",
+    "installed",
+]
