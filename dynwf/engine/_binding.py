@@ -1,0 +1,100 @@
+"""The Workflow binding tenant code sees as ``env.WORKFLOWS``, and instance handles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dynwf.engine._model import InstanceState
+from dynwf.engine._states import FINISHED
+from dynwf.errors import InstanceNotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from dynwf.engine._engine import Engine
+
+
+class WorkflowBinding:
+    """``create``, ``create_batch`` and ``get`` for one workflow, within one tenant scope."""
+
+    def __init__(self, engine: Engine, workflow: str, scope: str = "") -> None:
+        self._engine = engine
+        self.workflow = workflow
+        self.scope = scope
+
+    def __repr__(self) -> str:
+        return f"<WorkflowBinding {self.workflow!r} scope={self.scope!r}>"
+
+    async def create(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Instance:
+        """Create an instance: ``create({"id"?, "params"?})``; returns once it is journaled."""
+        st = await self._engine.create(self.workflow, self.scope, _merge(options, kwargs))
+        return Instance(self._engine, st)
+
+    async def create_batch(self, items: list[Mapping[str, Any]]) -> list[Instance]:
+        """Create up to 100 instances; ids already in use are skipped and left out."""
+        made = await self._engine.create_batch(self.workflow, self.scope, items)
+        return [Instance(self._engine, st) for st in made]
+
+    async def get(self, id: str) -> Instance:
+        """The instance with this id; ``InstanceNotFoundError`` (``instance.not_found``) if none."""
+        if not isinstance(id, str):
+            raise ValidationError(f"get() takes an instance id string, got {type(id).__name__}")
+        return Instance(self._engine, self._engine.lookup(self.workflow, self.scope, id))
+
+    createBatch = create_batch  # noqa: N815
+
+
+def _merge(options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if options is not None and not isinstance(options, Mapping):
+        raise ValidationError(f"create() takes a dict like {{'id': ..., 'params': ...}}, got {options!r}")
+    return {**(options or {}), **kwargs}
+
+
+class Instance:
+    """A handle on one instance: ``id`` and the async lifecycle calls."""
+
+    def __init__(self, engine: Engine, st: InstanceState) -> None:
+        self._engine = engine
+        self._st = st
+        self.id: str = st.id
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.id!r} {self._st.status.value}>"
+
+    def _state(self) -> InstanceState:
+        # restart() keeps the same state object; a reload replaces it, so look it up again.
+        try:
+            return self._engine.lookup(self._st.workflow, self._st.scope, self._st.id)
+        except InstanceNotFoundError:
+            return self._st
+
+    async def status(self) -> dict[str, Any]:
+        st = self._state()
+        return {
+            "status": st.status.value,
+            "output": st.output if st.status in FINISHED else None,
+            "error": st.error,
+        }
+
+    async def pause(self) -> None:
+        await self._engine.pause(self._state())
+
+    async def resume(self) -> None:
+        await self._engine.resume(self._state())
+
+    async def terminate(self) -> None:
+        await self._engine.terminate(self._state())
+
+    async def restart(self) -> None:
+        await self._engine.restart(self._state())
+
+    async def send_event(self, event: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """``send_event({"type": ..., "payload": ...})``."""
+        ev = _merge(event, kwargs)
+        unknown = set(ev) - {"type", "payload"}
+        if unknown or "type" not in ev:
+            raise ValidationError(
+                f"send_event takes {{'type': str, 'payload': ...}}, got keys {sorted(ev)}"
+            )
+        await self._engine.send_event(self._state(), ev["type"], ev.get("payload"))
+
+    sendEvent = send_event  # noqa: N815

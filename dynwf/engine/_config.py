@@ -1,0 +1,159 @@
+"""Durations and step config: parsing, defaults, validation, retry delays.
+
+One place decides what a step's config means; the frozen copy in the journal
+is what replay and retries use.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict, cast
+
+from dynwf.errors import InvalidDurationError, InvalidStepConfigError
+
+Backoff = Literal["constant", "linear", "exponential"]
+
+_UNIT_MS: dict[str, float] = {
+    "millisecond": 1,
+    "second": 1_000,
+    "minute": 60_000,
+    "hour": 3_600_000,
+    "day": 86_400_000,
+    "week": 7 * 86_400_000,
+    "month": 30 * 86_400_000,
+    "year": 365.25 * 86_400_000,
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+?)s?\s*$")
+MAX_SLEEP_MS = 365 * 86_400_000
+
+
+class RetriesDict(TypedDict, total=False):
+    limit: int
+    delay: str | int
+    backoff: Backoff
+
+
+class StepConfigDict(TypedDict, total=False):
+    retries: RetriesDict
+    timeout: str | int
+
+
+DEFAULT_CONFIG: StepConfigDict = {
+    "retries": {"limit": 5, "delay": 10_000, "backoff": "exponential"},
+    "timeout": "10 minutes",
+}
+
+
+def parse_duration(value: object, *, what: str = "duration") -> int:
+    """Milliseconds from an int (ms) or ``"<number> <unit>[s]"``; anything else is rejected."""
+    if isinstance(value, bool):
+        raise InvalidDurationError(f"{what} {value!r} is not a duration: use milliseconds or '<n> <unit>'")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidDurationError(f"{what} {value!r} is negative: durations are >= 0 ms")
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and m.group(2).lower() in _UNIT_MS:
+            return int(float(m.group(1)) * _UNIT_MS[m.group(2).lower()])
+        raise InvalidDurationError(
+            f"{what} {value!r} is not a duration: write milliseconds as an int, or "
+            f"'<number> <unit>' with unit one of {', '.join(u for u in _UNIT_MS if u != 'millisecond')}"
+        )
+    raise InvalidDurationError(
+        f"{what} {value!r} has type {type(value).__name__}: use int milliseconds or '<n> <unit>'"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    limit: int
+    delay_ms: int
+    backoff: Backoff
+
+    def delay_before_retry(self, attempts_made: int) -> int:
+        """Delay before the next attempt once ``attempts_made`` attempts have failed."""
+        k = attempts_made
+        if self.backoff == "constant":
+            return self.delay_ms
+        if self.backoff == "linear":
+            return self.delay_ms * k
+        return int(self.delay_ms * 2 ** (k - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    """A resolved, validated step config; ``as_dict`` is what the journal freezes."""
+
+    retries: RetryPolicy
+    timeout_ms: int
+    raw: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "retries": {
+                "limit": self.retries.limit,
+                "delay": self.raw["retries"]["delay"],
+                "backoff": self.retries.backoff,
+            },
+            "timeout": self.raw["timeout"],
+        }
+
+
+_DEFAULT: StepConfig | None = None
+
+
+def resolve_step_config(config: Mapping[str, Any] | None, *, step: str) -> StepConfig:
+    """Merge ``config`` over the defaults and check every field."""
+    global _DEFAULT
+    if not config:
+        if _DEFAULT is None:
+            _DEFAULT = _resolve({}, step)
+        return _DEFAULT
+    return _resolve(config, step)
+
+
+def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
+    where = f"step {step!r}"
+    if not isinstance(config, Mapping):
+        raise InvalidStepConfigError(f"{where}: config must be a dict, got {type(config).__name__}")
+    unknown = set(config) - {"retries", "timeout"}
+    if unknown:
+        raise InvalidStepConfigError(
+            f"{where}: unknown config key(s) {sorted(unknown)}; allowed: 'retries', 'timeout'"
+        )
+    retries_in = config.get("retries", {})
+    if not isinstance(retries_in, Mapping):
+        raise InvalidStepConfigError(f"{where}: config 'retries' must be a dict, got {retries_in!r}")
+    unknown = set(retries_in) - {"limit", "delay", "backoff"}
+    if unknown:
+        raise InvalidStepConfigError(
+            f"{where}: unknown retries key(s) {sorted(unknown)}; allowed: 'limit', 'delay', 'backoff'"
+        )
+    retries: dict[str, Any] = {**DEFAULT_CONFIG["retries"], **retries_in}
+    limit = retries["limit"]
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidStepConfigError(f"{where}: retries.limit {limit!r} must be an integer >= 0")
+    if retries["backoff"] not in ("constant", "linear", "exponential"):
+        raise InvalidStepConfigError(
+            f"{where}: retries.backoff {retries['backoff']!r} must be 'constant', 'linear' or 'exponential'"
+        )
+    delay_ms = parse_duration(retries["delay"], what=f"{where}: retries.delay")
+    timeout = config.get("timeout", DEFAULT_CONFIG["timeout"])
+    timeout_ms = parse_duration(timeout, what=f"{where}: timeout")
+    if timeout_ms <= 0:
+        raise InvalidStepConfigError(f"{where}: timeout {timeout!r} must be longer than 0 ms")
+    raw = {"retries": retries, "timeout": timeout}
+    return StepConfig(
+        RetryPolicy(limit, delay_ms, cast(Backoff, retries["backoff"])), timeout_ms, raw
+    )
+
+
+def config_from_frozen(frozen: Mapping[str, Any]) -> StepConfig:
+    """Rebuild the config a step froze in the journal on its first attempt."""
+    return resolve_step_config(frozen, step="(journaled)")

@@ -1,0 +1,625 @@
+"""The engine: registered workflows, the instance table in memory, commits and scheduling.
+
+Every change of state is a fact: ``record`` applies it to the instance and queues
+it for the journal; a commit is scheduled on the next loop iteration, so all the
+facts the ready instances produce in one iteration share one commit (group
+commit) while a lone instance still commits once per step with no added delay.
+Code that must not go on before its facts are durable awaits ``durable()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dynwf.engine._clock import Clock, SystemClock
+from dynwf.engine._model import ErrorDict, InstanceState, Row, StepState, fold
+from dynwf.engine._pass import Pass
+from dynwf.engine._rules import (
+    DEFAULT_STEP_LIMIT,
+    check_event_type,
+    check_instance_id,
+    check_workflow_name,
+    json_value,
+)
+from dynwf.engine._states import FINISHED, Event, Status, transition
+from dynwf.engine._step import EventDict, Step, StepHost, error_to_dict, event_for
+from dynwf.errors import (
+    InstanceExistsError,
+    InstanceNotFoundError,
+    InvalidStateError,
+    PayloadError,
+    ValidationError,
+    WorkflowNotFoundError,
+)
+from dynwf.journal import Durability, Journal, encode
+from dynwf.workers.workflows import NonRetryableError
+
+log = logging.getLogger("dynwf.engine")
+
+
+class WorkflowProgram(Protocol):
+    """What runs a pass: calls the tenant's ``run(event, step)`` against a host."""
+
+    async def run(self, event: EventDict, host: StepHost) -> Any: ...
+
+
+class EntrypointProgram:
+    """Runs a ``WorkflowEntrypoint`` subclass in this process, a fresh object per pass."""
+
+    def __init__(self, cls: type[Any], env: Any = None, ctx: Any = None) -> None:
+        self.cls, self.env, self.ctx = cls, env, ctx
+
+    async def run(self, event: EventDict, host: StepHost) -> Any:
+        return await self.cls(self.ctx, self.env).run(event, Step(host))
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A workflow registered with the engine (one ``[[workflows]]`` entry)."""
+
+    name: str
+    binding: str
+    program: WorkflowProgram
+    class_name: str = ""
+    script_name: str = ""
+    compatibility_date: str = "2026-04-01"
+    step_limit: int = DEFAULT_STEP_LIMIT
+
+
+@dataclass(slots=True)
+class TimeControl:
+    """Skip sleeps and retry delays: all (True), none (False), or by step name."""
+
+    skip_sleeps: bool | frozenset[str] = False
+    skip_retry_delays: bool | frozenset[str] = False
+
+    def skips_sleep(self, name: str) -> bool:
+        s = self.skip_sleeps
+        return s if isinstance(s, bool) else name in s
+
+    def skips_retry(self, name: str) -> bool:
+        s = self.skip_retry_delays
+        return s if isinstance(s, bool) else name in s
+
+
+class Faults:
+    """Hooks at step boundaries; the default does nothing. Crash/evict plans override."""
+
+    def attempt_started(self, st: InstanceState, step: StepState) -> None:
+        """The attempt fact is durable and the callback is about to run."""
+
+    def before_result(self, st: InstanceState, step: StepState) -> None:
+        """The callback returned; its result is not journaled yet."""
+
+    def after_result(self, st: InstanceState, step: StepState) -> None:
+        """The result fact is queued; flush it with ``engine.commit_now()`` to make it durable."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """One finished attempt, for logs and listeners."""
+
+    workflow: str
+    scope: str
+    instance: str
+    step: str
+    attempt: int
+    ok: bool
+    duration_ms: int
+    error: ErrorDict | None
+
+
+Listener = Callable[[str, Any], None]
+
+
+@dataclass(slots=True)
+class _Slots:
+    running: dict[str, Pass] = field(default_factory=dict)
+    runnable: deque[str] = field(default_factory=deque)
+
+
+class Engine:
+    """A durable Workflows engine over one journal file (or memory, for tests)."""
+
+    def __init__(
+        self,
+        journal: str | Path | None = None,
+        *,
+        clock: Clock | None = None,
+        max_running: int = 1000,
+        time: TimeControl | None = None,
+        faults: Faults | None = None,
+        durability: Durability = "process",
+    ) -> None:
+        if max_running < 1:
+            raise ValidationError(f"max_running {max_running!r} must be at least 1")
+        self.journal_path = Path(journal) if journal is not None else None
+        self.durability: Durability = durability
+        self.clock: Clock = clock or SystemClock()
+        self.max_running = max_running
+        self.time = time or TimeControl()
+        self.faults = faults or Faults()
+        self.workflows: dict[str, Workflow] = {}
+        self.listeners: list[Listener] = []
+        self.stopping = False
+        self._journal: Journal | None = None
+        self._instances: dict[str, InstanceState] = {}
+        self._index: dict[tuple[str, str, str], str] = {}
+        self._slots = _Slots()
+        self._timers: list[tuple[int, int, str]] = []
+        self._timer_gen: dict[str, int] = {}
+        self._timer_changed = asyncio.Event()
+        self._timer_task: asyncio.Task[None] | None = None
+        self._pending: list[Row] = []
+        self._flush_fut: asyncio.Future[None] | None = None
+        self._seq = 0
+        self._idle = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.fatal: BaseException | None = None
+
+    # -- registry ------------------------------------------------------------------
+    def register(self, workflow: Workflow) -> Workflow:
+        check_workflow_name(workflow.name)
+        if workflow.name in self.workflows:
+            raise ValidationError(f"workflow {workflow.name!r} is registered twice")
+        self.workflows[workflow.name] = workflow
+        return workflow
+
+    def workflow_for_binding(self, binding: str) -> Workflow:
+        for wf in self.workflows.values():
+            if wf.binding == binding:
+                return wf
+        known = ", ".join(sorted(w.binding for w in self.workflows.values())) or "none"
+        raise WorkflowNotFoundError(f"no workflow is bound as {binding!r} (bindings: {known})")
+
+    def workflow(self, name: str) -> Workflow:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise WorkflowNotFoundError(f"no workflow named {name!r} (workflows: {known})") from None
+
+    def binding(self, name: str, *, scope: str = "") -> WorkflowBinding:
+        """The ``env.<name>`` object tenant code uses; ``name`` is a binding or workflow name."""
+        from dynwf.engine._binding import WorkflowBinding
+
+        wf = self.workflows.get(name) or self.workflow_for_binding(name)
+        return WorkflowBinding(self, wf.name, scope)
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the journal and recover every unfinished instance."""
+        self.stopping = False
+        self._journal = Journal(self.journal_path, durability=self.durability)
+        self._seq = self._journal.next_seq()
+        for row in self._journal.instances():
+            self._index[(row.workflow, row.scope, row.id)] = row.uid
+        for uid, rows in self._journal.unfinished_facts().items():
+            st = fold(uid, rows)
+            self._instances[uid] = st
+            self._recover(st)
+        self._timer_task = asyncio.create_task(self._timer_loop(), name="dynwf-timers")
+        self._update_idle()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop passes at their next step boundary (then cancel after ``grace`` s), commit, close."""
+        if self._journal is None:
+            return
+        self.stopping = True
+        for p in list(self._slots.running.values()):
+            if not p.inflight and p.task is not None:
+                p.aborted = True
+                p.task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for p in list(self._slots.running.values()):
+                p.aborted = True
+                if p.task is not None:
+                    p.task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            await asyncio.gather(self._timer_task, return_exceptions=True)
+        self.commit_now()
+        self._journal.close()
+        self._journal = None
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _recover(self, st: InstanceState) -> None:
+        before = st.status
+        self.set_status(st, Event.RECOVER)
+        if st.status is Status.QUEUED:
+            self._schedule(st)
+        elif st.status is Status.WAITING:
+            self._arm(st)
+        log.debug("recovered %s (%s -> %s)", st.id, before, st.status)
+
+    # -- facts and commits -----------------------------------------------------------
+    def record(self, st: InstanceState, kind: str, step: str | None, data: dict[str, Any]) -> None:
+        """Apply a fact to the instance and queue it for the next commit."""
+        seq = self._seq
+        self._seq += 1
+        ts = self.clock.now_ms()
+        st.apply(seq, ts, kind, step, data)
+        self._pending.append((st.uid, seq, ts, kind, step, encode(data)))
+        if self._flush_fut is None:
+            loop = asyncio.get_running_loop()
+            self._flush_fut = loop.create_future()
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        fut = self._flush_fut
+        self._flush_fut = None
+        rows, self._pending = self._pending, []
+        if not rows:
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        try:
+            if self._journal is None:
+                raise RuntimeError("the engine is stopped")
+            self._journal.append(rows)
+        except BaseException as exc:
+            self.fatal = exc
+            log.error("journal commit failed, engine stopping: %s", exc)
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+            return
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def commit_now(self) -> None:
+        """Commit what is queued immediately (used before a deliberate crash and at stop)."""
+        if self._pending:
+            self._flush()
+
+    async def durable(self) -> None:
+        """Return once every fact recorded so far is committed."""
+        if self._flush_fut is not None:
+            await asyncio.shield(self._flush_fut)
+
+    def set_status(self, st: InstanceState, event: Event, **extra: Any) -> None:
+        new = transition(st.status, event, instance=st.id)
+        if new is not st.status or extra:
+            self.record(st, "status", None, {"status": new.value, **extra})
+
+    def emit(self, kind: str, payload: Any) -> None:
+        for fn in self.listeners:
+            try:
+                fn(kind, payload)
+            except Exception:  # a broken listener must not break the engine
+                log.exception("listener failed on %s", kind)
+
+    def step_finished(self, st: InstanceState, s: StepState) -> None:
+        if not self.listeners:
+            return
+        a = s.attempts[-1]
+        self.emit("step", StepEvent(st.workflow, st.scope, st.id, s.name, a.n, bool(a.ok),
+                                    (a.end or a.start) - a.start, a.error))
+
+    # -- instances -------------------------------------------------------------------
+    def lookup(self, workflow: str, scope: str, id: str) -> InstanceState:
+        uid = self._index.get((workflow, scope, id))
+        if uid is None:
+            raise InstanceNotFoundError(f"instance {id!r} not found in workflow {workflow!r}")
+        return self.state(uid)
+
+    def state(self, uid: str) -> InstanceState:
+        st = self._instances.get(uid)
+        if st is None:
+            assert self._journal is not None
+            st = fold(uid, self._journal.facts([uid]).get(uid, []))
+            self._instances[uid] = st
+        return st
+
+    def _new_instance(self, workflow: str, scope: str, id: str, params: Any) -> InstanceState:
+        st = InstanceState(uuid.uuid4().hex)
+        self.record(st, "created", None, {"workflow": workflow, "scope": scope, "id": id,
+                                          "params": params})
+        self.record(st, "status", None, {"status": Status.QUEUED.value})
+        self._instances[st.uid] = st
+        self._index[(workflow, scope, id)] = st.uid
+        return st
+
+    def _check_options(self, options: Mapping[str, Any] | None) -> tuple[str, Any]:
+        options = dict(options or {})
+        unknown = set(options) - {"id", "params", "retention"}
+        if unknown:
+            raise ValidationError(f"unknown create option(s) {sorted(unknown)}; allowed: 'id', 'params'")
+        id = options.get("id")
+        id = check_instance_id(id) if id is not None else str(uuid.uuid4())
+        params, _ = json_value(options.get("params"), what=f"params of instance {id!r}")
+        return id, params
+
+    async def create(self, workflow: str, scope: str, options: Mapping[str, Any] | None) -> InstanceState:
+        self.workflow(workflow)
+        id, params = self._check_options(options)
+        if (workflow, scope, id) in self._index:
+            raise InstanceExistsError(
+                f"instance id {id!r} is already in use in workflow {workflow!r}; choose another id "
+                "or get() the existing instance"
+            )
+        st = self._new_instance(workflow, scope, id, params)
+        await self.durable()
+        self._schedule(st)
+        return st
+
+    async def create_batch(
+        self, workflow: str, scope: str, items: list[Mapping[str, Any]]
+    ) -> list[InstanceState]:
+        self.workflow(workflow)
+        if not isinstance(items, list) or not 1 <= len(items) <= 100:
+            n = len(items) if isinstance(items, list) else type(items).__name__
+            raise ValidationError(f"create_batch takes a list of 1 to 100 items, got {n}")
+        checked = [self._check_options(o) for o in items]  # all-or-nothing validation
+        made, seen = [], set()
+        for id, params in checked:
+            if (workflow, scope, id) in self._index or id in seen:
+                continue
+            seen.add(id)
+            made.append(self._new_instance(workflow, scope, id, params))
+        await self.durable()
+        for st in made:
+            self._schedule(st)
+        return made
+
+    async def send_event(self, st: InstanceState, type_: str, payload: Any) -> None:
+        check_event_type(type_)
+        clean, _ = json_value(payload, what=f"payload of event {type_!r}")
+        if st.status in FINISHED:
+            raise InvalidStateError(
+                f"cannot send event {type_!r} to instance {st.id!r}: it is {st.status.value}"
+            )
+        self.record(st, "event", None, {"type": type_, "payload": clean})
+        await self.durable()
+        if st.status is Status.WAITING and type_ in st.waiting_types():
+            self._wake(st)
+
+    async def pause(self, st: InstanceState) -> None:
+        running = st.uid in self._slots.running
+        if running and st.status is Status.RUNNING:
+            self.set_status(st, Event.PAUSE)  # -> waitingForPause until a step boundary
+        else:
+            self.set_status(st, Event.PAUSE)
+            self._timer_gen[st.uid] = self._timer_gen.get(st.uid, 0) + 1
+        await self.durable()
+
+    async def resume(self, st: InstanceState) -> None:
+        if st.status is Status.PAUSED:
+            shift = self.clock.now_ms() - (st.paused_at or self.clock.now_ms())
+            self.record(st, "resume", None, {"shift": shift})
+            self.set_status(st, Event.RESUME)
+            await self.durable()
+            self._schedule(st)
+        elif st.status is Status.WAITING_FOR_PAUSE:
+            self.set_status(st, Event.RESUME)
+            await self.durable()
+
+    async def terminate(self, st: InstanceState) -> None:
+        self.set_status(st, Event.TERMINATE)  # raises on finished instances
+        self._abort(st)
+        await self.durable()
+
+    async def restart(self, st: InstanceState) -> None:
+        self._abort(st)
+        self.record(st, "restart", None, {})
+        self.set_status(st, Event.RESTART)
+        await self.durable()
+        self._schedule(st)
+
+    def _abort(self, st: InstanceState) -> None:
+        p = self._slots.running.get(st.uid)
+        if p is not None and p.task is not None:
+            p.aborted = True
+            p.task.cancel()
+        self._timer_gen[st.uid] = self._timer_gen.get(st.uid, 0) + 1
+
+    # -- scheduling ------------------------------------------------------------------
+    def _schedule(self, st: InstanceState) -> None:
+        if self.stopping or st.uid in self._slots.running:
+            return
+        if len(self._slots.running) < self.max_running:
+            self._start_pass(st)
+        else:
+            if st.status is not Status.QUEUED:
+                self.set_status(st, Event.WAKE)
+            self._slots.runnable.append(st.uid)
+        self._update_idle()
+
+    def _wake(self, st: InstanceState) -> None:
+        self._timer_gen[st.uid] = self._timer_gen.get(st.uid, 0) + 1
+        if st.status is Status.WAITING:
+            self.set_status(st, Event.WAKE)
+            self._schedule(st)
+
+    def _arm(self, st: InstanceState) -> None:
+        """After a pass suspends: wake at the earliest timer, or now if an event is waiting."""
+        if any(st.oldest_event(t) for t in st.waiting_types()):
+            self._wake(st)
+            return
+        at = st.pending_wake()
+        if at is None:
+            return  # waits for an event with no deadline
+        gen = self._timer_gen.get(st.uid, 0) + 1
+        self._timer_gen[st.uid] = gen
+        heapq.heappush(self._timers, (at, gen, st.uid))
+        if self._timers[0][2] == st.uid:
+            self._timer_changed.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = self.clock.now_ms()
+            while self._timers and self._timers[0][0] <= now:
+                _, gen, uid = heapq.heappop(self._timers)
+                if self._timer_gen.get(uid) == gen:
+                    self._wake(self._instances[uid])
+            self._update_idle()
+            delay = self._timers[0][0] - now if self._timers else None
+            self._timer_changed.clear()
+            await self.clock.wait(delay, self._timer_changed)
+
+    def _start_pass(self, st: InstanceState) -> None:
+        wf = self.workflows.get(st.workflow)
+        if wf is None:
+            log.warning("instance %s belongs to unregistered workflow %r; left as is", st.id, st.workflow)
+            return
+        p = Pass(self, st, wf)
+        self._slots.running[st.uid] = p
+        task = asyncio.create_task(self._drive(p), name=f"dynwf-pass-{st.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_runnable(self) -> None:
+        while self._slots.runnable and len(self._slots.running) < self.max_running:
+            uid = self._slots.runnable.popleft()
+            st = self._instances[uid]
+            if st.status is Status.QUEUED and uid not in self._slots.running:
+                self._start_pass(st)
+
+    def _update_idle(self) -> None:
+        busy = (
+            self._slots.running
+            or self._slots.runnable
+            or self._pending
+            or (self._timers and self._timers[0][0] <= self.clock.now_ms())
+        )
+        if busy:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    async def wait_until_idle(self, timeout: float | None = None) -> None:
+        """Return when no pass runs or is due (waiting instances do not count)."""
+        async def idle() -> None:
+            while True:
+                self._update_idle()
+                await self._idle.wait()
+                await asyncio.sleep(0)
+                self._update_idle()
+                if self._idle.is_set():
+                    return
+        await asyncio.wait_for(idle(), timeout)
+        if self.fatal is not None:
+            raise self.fatal
+
+    # -- driving a pass --------------------------------------------------------------
+    async def _drive(self, p: Pass) -> None:
+        st, wf = p.st, p.workflow
+        try:
+            if st.status is not Status.RUNNING:
+                self.set_status(st, Event.START)
+            event = event_for(st.params, st.created, st.id, st.workflow)
+            p.task = asyncio.create_task(wf.program.run(event, p))
+            try:
+                output = await p.task
+            except asyncio.CancelledError:
+                if p.aborted or not p.suspending:
+                    if not p.aborted:
+                        raise
+                    return
+                self._end_suspended(p)
+            except BaseException as exc:
+                if p.aborted:
+                    return
+                if p.suspending:
+                    self._end_suspended(p)
+                else:
+                    self._end(p, Event.FAIL, error=_error_of(exc))
+            else:
+                if p.aborted:
+                    return
+                if p.suspending:
+                    self._end_suspended(p)
+                else:
+                    try:
+                        clean, _ = json_value(output, what=f"the output of instance {st.id!r}")
+                    except PayloadError as exc:
+                        self._end(p, Event.FAIL, error={"name": "TypeError", "message": str(exc)})
+                    else:
+                        self._end(p, Event.COMPLETE, output=clean)
+            await self.durable()
+        finally:
+            if self._slots.running.get(st.uid) is p:
+                del self._slots.running[st.uid]
+            if not p.aborted and st.status is Status.WAITING:
+                self._arm(st)
+            self._next_runnable()
+            self._update_idle()
+
+    def _pass_facts(self, p: Pass) -> None:
+        st = p.st
+        div = p.divergence()
+        if div is not None:
+            missing, ran = div
+            message = (
+                f"replay diverged in instance {st.id!r} of workflow {st.workflow!r}: journaled "
+                f"step(s) {', '.join(missing)} were not requested while {', '.join(ran)} ran "
+                "instead; code outside steps must be deterministic"
+            )
+            self.record(st, "warning", None, {"message": message, "missing": missing, "ran": ran})
+            log.warning("%s", message)
+            self.emit("warning", message)
+        if p.replayed:
+            self.record(st, "pass", None, {"replayed": p.replayed})
+
+    def _end_suspended(self, p: Pass) -> None:
+        st = p.st
+        self._pass_facts(p)
+        if self.stopping and st.status is Status.RUNNING:
+            return  # left running: recovery re-queues it
+        self.set_status(st, Event.SUSPEND)
+        self.emit("pass", (st, "suspended"))
+
+    def _end(self, p: Pass, event: Event, **extra: Any) -> None:
+        self._pass_facts(p)
+        self.set_status(p.st, event, **extra)
+        self.emit("pass", (p.st, p.st.status.value))
+
+    # -- reading -----------------------------------------------------------------------
+    def instances(
+        self,
+        *,
+        workflow: str | None = None,
+        scope: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Any]:
+        assert self._journal is not None
+        self.commit_now()
+        return self._journal.instances(
+            workflow=workflow, scope=scope, status=status, limit=limit, offset=offset
+        )
+
+    def status_counts(self, workflow: str) -> dict[str, int]:
+        assert self._journal is not None
+        self.commit_now()
+        return self._journal.status_counts(workflow)
+
+    def all_states(self) -> Iterable[InstanceState]:
+        return self._instances.values()
+
+
+def _error_of(exc: BaseException) -> ErrorDict:
+    if isinstance(exc, NonRetryableError):
+        return {"name": "NonRetryableError", "message": exc.message}
+    return error_to_dict(exc)
+
+
+# imported late: the binding module needs Engine for typing only
+from dynwf.engine._binding import WorkflowBinding  # noqa: E402

@@ -1,0 +1,210 @@
+"""One run pass of one instance: the engine side of every step call.
+
+This module decides what a step call does: return its journaled result, raise its
+journaled error, run a new attempt, retry after a delay, sleep, take a buffered
+event, time out, or end the pass (hibernate). The pass ends whenever the instance
+must wait; the next pass calls ``run()`` from the top and replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dynwf.engine._clock import iso_ms
+from dynwf.engine._config import StepConfig, config_from_frozen, resolve_step_config
+from dynwf.engine._model import INTERNAL_ERROR, ErrorDict, InstanceState, StepState
+from dynwf.engine._states import Status
+from dynwf.engine._step import DoBegin, Outcome
+
+if TYPE_CHECKING:
+    from dynwf.engine._engine import Engine, Workflow
+
+
+class StepLimitError(Exception):
+    """An instance asked for more ``step.do`` calls than its workflow allows."""
+
+
+class Pass:
+    """The ``StepHost`` for one pass; ``Engine`` drives its task."""
+
+    def __init__(self, engine: Engine, st: InstanceState, workflow: Workflow) -> None:
+        self.engine = engine
+        self.st = st
+        self.workflow = workflow
+        self.compatibility_date = workflow.compatibility_date
+        self.task: asyncio.Task[Any] | None = None
+        self.known = set(st.steps)  # journaled at pass start, for divergence
+        self.requested: set[str] = set()
+        self.replayed: list[str] = []
+        self.ran: list[str] = []
+        self.inflight: set[str] = set()
+        self.suspending = False
+        self.aborted = False
+        self._configs: dict[str, StepConfig] = {}
+
+    # -- ending the pass ------------------------------------------------------------
+    async def _suspend(self) -> Any:
+        """End the pass once no callback is in flight; never returns."""
+        self.suspending = True
+        self.maybe_cancel()
+        await asyncio.get_running_loop().create_future()
+
+    def maybe_cancel(self) -> None:
+        if self.suspending and not self.inflight and self.task is not None:
+            self.task.cancel()
+
+    async def _boundary(self) -> None:
+        """Before new work: a pause request or a stopping engine ends the pass here."""
+        if self.st.status is Status.WAITING_FOR_PAUSE or self.engine.stopping:
+            await self._suspend()
+
+    def _config(self, s: StepState) -> StepConfig:
+        cfg = self._configs.get(s.key)
+        if cfg is None:
+            assert s.config is not None
+            cfg = self._configs[s.key] = config_from_frozen(s.config)
+        return cfg
+
+    # -- step.do --------------------------------------------------------------------
+    async def do_begin(
+        self, key: str, name: str, count: int, config: Mapping[str, Any] | None
+    ) -> DoBegin:
+        st, eng = self.st, self.engine
+        self.requested.add(key)
+        s = st.steps.get(key)
+        if s is not None and s.done:
+            self.replayed.append(key)
+            return ("done", s.output) if s.error is None else ("error", s.error)
+        await self._boundary()
+        if s is None:
+            if st.do_count >= self.workflow.step_limit:
+                raise StepLimitError(
+                    f"instance {st.id!r} reached its limit of {self.workflow.step_limit} "
+                    f"step.do calls at step {name!r}; raise workflows[].limits.steps in the config"
+                )
+            cfg = resolve_step_config(config, step=name)
+            self._configs[key] = cfg
+            eng.record(st, "attempt", key, {"n": 1, "config": cfg.as_dict(), "name": name, "count": count})
+            s = st.steps[key]
+        else:
+            cfg = self._config(s)
+            if s.open_attempt is not None and key not in self.inflight:
+                # Cut off by a crash, an eviction or a stop: a failed attempt.
+                outcome = self._attempt_failed(s, INTERNAL_ERROR, retryable=True)
+                if outcome is not None:
+                    return outcome
+            if s.wake_at is not None and s.wake_at > eng.clock.now_ms():
+                await self._suspend()  # the retry delay has not passed yet
+            eng.record(st, "attempt", key, {"n": len(s.attempts) + 1})
+        self.ran.append(key)
+        self.inflight.add(key)
+        await eng.durable()
+        eng.faults.attempt_started(st, s)
+        return ("run", len(s.attempts), s.config or cfg.as_dict(), cfg.timeout_ms)
+
+    async def do_end(
+        self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
+    ) -> Outcome:
+        st, eng = self.st, self.engine
+        self.inflight.discard(key)
+        s = st.steps[key]
+        if ok:
+            eng.faults.before_result(st, s)
+            eng.record(st, "attempt_end", key, {"n": attempt, "ok": True, "output": value})
+            eng.faults.after_result(st, s)
+            eng.step_finished(st, s)
+            self.maybe_cancel()
+            return ("done", value)
+        assert error is not None
+        outcome = self._attempt_failed(s, error, retryable)
+        eng.step_finished(st, s)
+        if outcome is None:
+            await self._suspend()
+        self.maybe_cancel()
+        assert outcome is not None
+        return outcome
+
+    def _attempt_failed(self, s: StepState, error: ErrorDict, retryable: bool) -> Outcome | None:
+        """Record a failed attempt; the final error, or None when a retry is due later."""
+        eng = self.engine
+        policy = self._config(s).retries
+        made = len(s.attempts)
+        if retryable and made <= policy.limit:
+            delay = 0 if eng.time.skips_retry(s.name) else policy.delay_before_retry(made)
+            eng.record(self.st, "attempt_end", s.key, {
+                "n": made, "ok": False, "error": error, "retry_at": eng.clock.now_ms() + delay,
+            })
+            return None
+        eng.record(self.st, "attempt_end", s.key, {"n": made, "ok": False, "error": error, "final": True})
+        return ("error", error)
+
+    # -- sleep ----------------------------------------------------------------------
+    async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:
+        st, eng = self.st, self.engine
+        self.requested.add(key)
+        s = st.steps.get(key)
+        if s is not None and s.done:
+            self.replayed.append(key)
+            return
+        await self._boundary()
+        now = eng.clock.now_ms()
+        skip = eng.time.skips_sleep(name)
+        if s is None:
+            target = until if until is not None else now + ms
+            natural_end = target <= now
+            eng.record(st, "sleep", key, {"name": name, "count": count, "ms": ms,
+                                          "until": now if skip else target})
+            self.ran.append(key)
+            if natural_end:  # sleep_until a past time, or a zero sleep: no wait at all
+                eng.record(st, "sleep_done", key, {})
+                return
+            await self._suspend()  # every real (or skipped) sleep hibernates
+        assert s is not None and s.wake_at is not None
+        if skip or s.wake_at <= now:
+            eng.record(st, "sleep_done", key, {})
+            return
+        await self._suspend()
+
+    # -- wait_for_event -------------------------------------------------------------
+    async def wait_for_event(
+        self, key: str, name: str, count: int, type_: str, timeout_ms: int
+    ) -> Outcome:
+        st, eng = self.st, self.engine
+        self.requested.add(key)
+        s = st.steps.get(key)
+        if s is not None and s.done:
+            self.replayed.append(key)
+            return ("done", s.output) if s.error is None else ("error", s.error)
+        await self._boundary()
+        now = eng.clock.now_ms()
+        if s is None:
+            eng.record(st, "wait", key, {"name": name, "count": count, "type": type_,
+                                         "deadline": now + timeout_ms})
+            self.ran.append(key)
+            s = st.steps[key]
+        ev = st.oldest_event(type_)
+        if ev is not None:
+            output = {"payload": ev.payload, "timestamp": iso_ms(ev.ts), "type": ev.type}
+            eng.record(st, "wait_done", key, {"event": ev.seq, "output": output})
+            return ("done", output)
+        assert s.wake_at is not None
+        if s.wake_at <= now:
+            err = {"name": "WorkflowTimeoutError",
+                   "message": f"Waiting for event '{type_}' timed out after {timeout_ms}ms"}
+            eng.record(st, "wait_done", key, {"error": err})
+            return ("error", err)
+        await self._suspend()
+        raise AssertionError("unreachable")
+
+    # -- end of pass ------------------------------------------------------------------
+    def divergence(self) -> tuple[list[str], list[str]] | None:
+        """Journaled steps this pass skipped while new ones ran instead, if any."""
+        if not self.ran:
+            return None
+        missing = [k for k in self.known if k not in self.requested]
+        if not missing:
+            return None
+        new = [k for k in self.ran if k not in self.known]
+        return (sorted(missing), new) if new else None

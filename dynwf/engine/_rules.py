@@ -1,0 +1,87 @@
+"""The input rules of Cloudflare Workflows: names, ids, event types, JSON values, sizes."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from dynwf.errors import PayloadError, ValidationError
+
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_STEP_NAME = 256
+DEFAULT_STEP_LIMIT = 10_000
+PRODUCTION_MAX_STEPS = 25_000
+MAX_BATCH = 100
+
+
+def check_instance_id(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 100 or not ID_PATTERN.match(value):
+        raise ValidationError(
+            f"instance id {value!r} is invalid: ids are 1-100 characters, start with a letter, "
+            "digit or underscore, and contain only letters, digits, '-' and '_'"
+        )
+    return value
+
+
+def check_workflow_name(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64 or not ID_PATTERN.match(value):
+        raise ValidationError(
+            f"workflow name {value!r} is invalid: names are 1-64 characters, start with a letter, "
+            "digit or underscore, and contain only letters, digits, '-' and '_'"
+        )
+    return value
+
+
+def check_event_type(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 100 or not ID_PATTERN.match(value):
+        raise ValidationError(
+            f"event type {value!r} is invalid: types are 1-100 characters matching "
+            "^[a-zA-Z0-9_][a-zA-Z0-9-_]*$"
+        )
+    return value
+
+
+def check_step_name(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_STEP_NAME:
+        raise ValidationError(
+            f"step name {value!r} is invalid: step names are strings of 1 to {MAX_STEP_NAME} characters"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError(f"step name {value!r} is invalid: it contains a control character")
+    return value
+
+
+def _to_json_value(value: Any, path: str) -> Any:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise PayloadError(f"{path} is {value!r}, which JSON cannot represent")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_to_json_value(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise PayloadError(
+                    f"{path} has a key of type {type(k).__name__} ({k!r}); JSON object keys are str"
+                )
+            out[k] = _to_json_value(v, f"{path}[{k!r}]")
+        return out
+    raise PayloadError(
+        f"{path} is of type {type(value).__name__}, which is not JSON-representable "
+        "(use dict, list, str, int, float, bool or None)"
+    )
+
+
+def json_value(value: Any, *, what: str) -> tuple[Any, str]:
+    """Check a value is JSON and at most 1 MiB; return it (tuples as lists) and its JSON text."""
+    clean = _to_json_value(value, what)
+    text = json.dumps(clean, separators=(",", ":"), ensure_ascii=False)
+    size = len(text.encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"{what} is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)")
+    return clean, text

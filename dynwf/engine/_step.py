@@ -1,0 +1,324 @@
+"""The ``step`` object ``run(event, step)`` receives, and the host protocol it talks to.
+
+Everything here runs where the tenant's code runs (in the engine's process or in an
+isolate); it holds no journal state. Each step call asks the ``StepHost`` what to
+do (return a journaled result, raise a journaled error, run an attempt now) and
+reports attempts back, all in JSON-able data, so a host can sit across a pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from dynwf.engine._config import parse_duration
+from dynwf.engine._model import ErrorDict, step_key
+from dynwf.engine._rules import check_event_type, check_step_name, json_value
+from dynwf.errors import PayloadError
+from dynwf.workers.workflows import (
+    NonRetryableError,
+    WorkflowInternalError,
+    WorkflowStepError,
+    WorkflowTimeoutError,
+)
+
+IMPLICIT_DEPS_SINCE = "2026-02-25"
+
+# ("done", output) | ("error", error dict) | ("run", attempt n, frozen config, timeout ms)
+DoBegin = tuple[Literal["done"], Any] | tuple[Literal["error"], ErrorDict] | tuple[
+    Literal["run"], int, dict[str, Any], int
+]
+# ("done", output) | ("error", error dict)
+Outcome = tuple[Literal["done"], Any] | tuple[Literal["error"], ErrorDict]
+
+
+class StepHost(Protocol):
+    """The engine side of one run pass. Calls that must wait never return (the pass ends)."""
+
+    compatibility_date: str
+
+    async def do_begin(
+        self, key: str, name: str, count: int, config: Mapping[str, Any] | None
+    ) -> DoBegin: ...
+
+    async def do_end(
+        self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
+    ) -> Outcome: ...
+
+    async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None: ...
+
+    async def wait_for_event(
+        self, key: str, name: str, count: int, type_: str, timeout_ms: int
+    ) -> Outcome: ...
+
+
+class EventDict(dict[str, Any]):
+    """A dict that also allows attribute access (``event.payload``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_REBUILT: dict[str, type[Exception]] = {
+    "NonRetryableError": NonRetryableError,
+    "WorkflowTimeoutError": WorkflowTimeoutError,
+    "WorkflowInternalError": WorkflowInternalError,
+}
+
+
+def error_to_dict(exc: BaseException) -> ErrorDict:
+    return {"name": type(exc).__name__, "message": str(exc)}
+
+
+def error_from_dict(error: ErrorDict) -> Exception:
+    """The exception a journaled error replays as: same class name, same message."""
+    name, message = error.get("name", "Error"), error.get("message", "")
+    cls = _REBUILT.get(name)
+    if cls is None:
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception):
+            cls = builtin
+        else:
+            cls = _REBUILT[name] = type(name, (WorkflowStepError,), {})
+    try:
+        return cls(message)
+    except TypeError:  # a builtin with another signature (e.g. UnicodeDecodeError)
+        return WorkflowStepError(f"{name}: {message}")
+
+
+def _to_ms_epoch(when: Any) -> int:
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return int(when.timestamp() * 1000)
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return int(when)
+    raise TypeError(f"sleep_until needs a datetime or epoch milliseconds, got {type(when).__name__}")
+
+
+class _Declared:
+    """A decorated step function: what dependency resolution memoizes per pass."""
+
+    __slots__ = ("call", "concurrent", "config", "depends", "fn", "last", "name", "params")
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        config: Mapping[str, Any] | None,
+        concurrent: bool,
+        depends: list[Any] | None,
+    ) -> None:
+        self.name, self.fn, self.config = name, fn, config
+        self.concurrent, self.depends = concurrent, depends
+        code = getattr(fn, "__code__", None)
+        if code is not None and not inspect.ismethod(fn):
+            n = code.co_argcount + code.co_kwonlyargcount
+            self.params = list(code.co_varnames[:n])
+        else:
+            self.params = list(inspect.signature(fn).parameters)
+        self.last: asyncio.Future[Any] | None = None
+        self.call: Callable[[], Awaitable[Any]] | None = None
+
+
+class Step:
+    """The tenant-facing ``step``: ``do``, ``sleep``, ``sleep_until``, ``wait_for_event``."""
+
+    def __init__(self, host: StepHost) -> None:
+        self._host = host
+        self._counts: dict[tuple[str, ...], int] = {}
+        self._declared: dict[str, _Declared] = {}
+        self._legacy = host.compatibility_date < IMPLICIT_DEPS_SINCE
+
+    def _next(self, *identity: str) -> int:
+        n = self._counts.get(identity, 0) + 1
+        self._counts[identity] = n
+        return n
+
+    # -- step.do -----------------------------------------------------------------
+    def do(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        *,
+        depends: list[Any] | None = None,
+        concurrent: bool = False,
+        config: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Decorate a step callback; calling the result runs the step (once per call)."""
+        if callable(name):  # bare @step.do
+            return self.do()(name)
+        if depends is not None and not self._legacy:
+            raise TypeError(
+                "step.do(depends=...) is the form for compatibility dates before "
+                f"{IMPLICIT_DEPS_SINCE}; name each dependency as a parameter of the step function"
+            )
+
+        def decorate(fn: Callable[..., Any]) -> Callable[[], Awaitable[Any]]:
+            step_name = name if name is not None else fn.__name__
+            check_step_name(step_name)
+            decl = _Declared(step_name, fn, config, concurrent, depends)
+            self._declared[fn.__name__] = decl
+            if step_name != fn.__name__:
+                self._declared.setdefault(step_name, decl)
+
+            async def call() -> Any:
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                decl.last = fut
+                try:
+                    result = await self._invoke(decl)
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                    fut.exception()  # mark retrieved: the caller gets it directly
+                    raise
+                fut.set_result(result)
+                return result
+
+            call.__name__ = fn.__name__
+            call._dynwf_step = decl  # type: ignore[attr-defined]
+            decl.call = call
+            return call
+
+        return decorate
+
+    @staticmethod
+    async def _dependency(decl: _Declared) -> Any:
+        """A dependency's value: its latest call in this pass, else one call made now."""
+        if decl.last is not None:
+            return await asyncio.shield(decl.last)
+        assert decl.call is not None
+        return await decl.call()
+
+    def _dependencies(self, decl: _Declared) -> tuple[list[_Declared], list[str]]:
+        if self._legacy:
+            deps = []
+            for d in decl.depends or []:
+                found = getattr(d, "_dynwf_step", None)
+                if found is None:
+                    raise TypeError(
+                        f"step {decl.name!r}: depends=[...] entries must be functions decorated "
+                        f"with @step.do, got {d!r}"
+                    )
+                deps.append(found)
+            return deps, []
+        names = [p for p in decl.params if p != "ctx"]
+        for p in names:
+            if p not in self._declared or self._declared[p] is decl:
+                raise TypeError(
+                    f"step {decl.name!r}: parameter {p!r} is neither 'ctx' nor the name of a "
+                    "step declared earlier; rename it or declare that step first"
+                )
+        return [self._declared[p] for p in names], names
+
+    async def _invoke(self, decl: _Declared) -> Any:
+        count = self._next("do", decl.name)
+        key = step_key("do", decl.name, count)
+        deps, names = self._dependencies(decl)
+        values = await self._gather([self._dependency(d) for d in deps], decl.concurrent)
+        begin = await self._host.do_begin(key, decl.name, count, decl.config)
+        if begin[0] == "done":
+            return begin[1]
+        if begin[0] == "error":
+            raise error_from_dict(begin[1])
+        _, attempt, frozen, timeout_ms = begin
+        ctx = EventDict(
+            step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen
+        )
+        if self._legacy:
+            args, kwargs = values, {}
+        else:
+            by_name = dict(zip(names, values, strict=True))
+            kwargs = {p: (ctx if p == "ctx" else by_name[p]) for p in decl.params}
+            args = []
+        ok, value, error, retryable = await self._attempt(decl, args, kwargs, timeout_ms)
+        outcome = await self._host.do_end(key, attempt, ok, value, error, retryable)
+        if outcome[0] == "done":
+            return outcome[1]
+        raise error_from_dict(outcome[1])
+
+    @staticmethod
+    async def _gather(aws: list[Awaitable[Any]], concurrent: bool) -> list[Any]:
+        if concurrent:
+            return list(await asyncio.gather(*aws))
+        return [await a for a in aws]
+
+    async def _attempt(
+        self, decl: _Declared, args: list[Any], kwargs: dict[str, Any], timeout_ms: int
+    ) -> tuple[bool, Any, ErrorDict | None, bool]:
+        try:
+            result = decl.fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                async with asyncio.timeout(timeout_ms / 1000):
+                    result = await result
+            clean, _ = json_value(result, what=f"the result of step {decl.name!r}")
+            return True, clean, None, True
+        except TimeoutError:
+            return False, None, error_to_dict(
+                WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms")
+            ), True
+        except PayloadError as exc:
+            return False, None, {"name": "TypeError", "message": str(exc)}, False
+        except NonRetryableError as exc:
+            return False, None, {"name": "NonRetryableError", "message": exc.message}, False
+        except Exception as exc:
+            return False, None, error_to_dict(exc), True
+
+    # -- sleep / wait ------------------------------------------------------------
+    async def sleep(self, name: str, duration: str | int | timedelta) -> None:
+        check_step_name(name)
+        if isinstance(duration, timedelta):
+            ms = int(duration.total_seconds() * 1000)
+        else:
+            ms = parse_duration(duration, what=f"step.sleep({name!r}) duration")
+        _check_sleep(name, ms)
+        count = self._next("sleep", name, str(ms))
+        await self._host.sleep(step_key("sleep", name, count, ms), name, count, ms, None)
+
+    async def sleep_until(self, name: str, timestamp: datetime | int | float) -> None:
+        check_step_name(name)
+        until = _to_ms_epoch(timestamp)
+        count = self._next("sleep", name, f"until:{until}")
+        key = step_key("sleep", name, count, until)
+        await self._host.sleep(key, name, count, 0, until)
+
+    async def wait_for_event(
+        self, name: str, event_type: str, /, timeout: str | int = "24 hours"
+    ) -> EventDict:
+        check_step_name(name)
+        check_event_type(event_type)
+        timeout_ms = parse_duration(timeout, what=f"step.wait_for_event({name!r}) timeout")
+        count = self._next("waitForEvent", name)
+        key = step_key("waitForEvent", name, count)
+        outcome = await self._host.wait_for_event(key, name, count, event_type, timeout_ms)
+        if outcome[0] == "error":
+            raise error_from_dict(outcome[1])
+        return EventDict(outcome[1])
+
+    # camelCase aliases, as Cloudflare accepts them
+    sleepUntil = sleep_until  # noqa: N815
+    waitForEvent = wait_for_event  # noqa: N815
+
+
+def _check_sleep(name: str, ms: int) -> None:
+    from dynwf.engine._config import MAX_SLEEP_MS
+    from dynwf.errors import InvalidDurationError
+
+    if ms > MAX_SLEEP_MS:
+        raise InvalidDurationError(
+            f"step.sleep({name!r}) of {ms} ms is longer than the maximum of 365 days"
+        )
+
+
+def event_for(payload: Any, created_ms: int, instance_id: str, workflow: str) -> EventDict:
+    return EventDict(
+        payload=payload,
+        timestamp=datetime.fromtimestamp(created_ms / 1000, tz=UTC),
+        instanceId=instance_id,
+        workflowName=workflow,
+    )
