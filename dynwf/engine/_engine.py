@@ -558,6 +558,9 @@ class Engine:
                 del self._slots.running[st.uid]
             if not p.aborted and st.status is Status.WAITING:
                 self._arm(st)
+            elif st.status is Status.QUEUED and not self.stopping:
+                # woken (event, resume, restart) while this pass was still closing
+                self._schedule(st)
             self._next_runnable()
             self._update_idle()
 
@@ -617,7 +620,7 @@ class Engine:
 
 def _error_of(exc: BaseException) -> ErrorDict:
     if isinstance(exc, NonRetryableError):
-        return {"name": "NonRetryableError", "message": exc.message}
+        return {"name": "NonRetryableError", "message": str(exc)}
     return error_to_dict(exc)
 
 

@@ -8,6 +8,7 @@ reports attempts back, all in JSON-able data, so a host can sit across a pipe.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import builtins
 import inspect
@@ -87,6 +88,9 @@ def error_from_dict(error: ErrorDict) -> Exception:
             cls = builtin
         else:
             cls = _REBUILT[name] = type(name, (WorkflowStepError,), {})
+    if cls is KeyError and len(message) >= 2 and message[0] == message[-1] and message[0] in "'\"":
+        # str(KeyError("k")) is "'k'": undo that so the replayed error reads the same
+        message = ast.literal_eval(message)
     try:
         return cls(message)
     except TypeError:  # a builtin with another signature (e.g. UnicodeDecodeError)
@@ -164,9 +168,8 @@ class Step:
             step_name = name if name is not None else fn.__name__
             check_step_name(step_name)
             decl = _Declared(step_name, fn, config, concurrent, depends)
-            self._declared[fn.__name__] = decl
-            if step_name != fn.__name__:
-                self._declared.setdefault(step_name, decl)
+            # Dependencies are found by step name, as in Cloudflare's SDK.
+            self._declared[step_name] = decl
 
             async def call() -> Any:
                 fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -195,32 +198,50 @@ class Step:
         assert decl.call is not None
         return await decl.call()
 
-    def _dependencies(self, decl: _Declared) -> tuple[list[_Declared], list[str]]:
-        if self._legacy:
-            deps = []
-            for d in decl.depends or []:
-                found = getattr(d, "_dynwf_step", None)
-                if found is None:
+    def _dependencies(self, decl: _Declared) -> list[_Declared | None]:
+        """Per parameter, in order: the step it depends on, or None for ``ctx``."""
+        out: list[_Declared | None] = []
+        if not self._legacy:
+            for p in decl.params:
+                if p == "ctx":
+                    out.append(None)
+                elif p in self._declared and self._declared[p] is not decl:
+                    out.append(self._declared[p])
+                else:
                     raise TypeError(
-                        f"step {decl.name!r}: depends=[...] entries must be functions decorated "
-                        f"with @step.do, got {d!r}"
+                        f"step {decl.name!r}: unexpected parameter {p!r}; a step parameter is "
+                        "'ctx' or the name of a step declared earlier with @step.do"
                     )
-                deps.append(found)
-            return deps, []
-        names = [p for p in decl.params if p != "ctx"]
-        for p in names:
-            if p not in self._declared or self._declared[p] is decl:
+            return out
+        deps = list(decl.depends or [])
+        non_ctx = [p for p in decl.params if p != "ctx"]
+        if len(deps) != len(non_ctx):
+            raise TypeError(
+                f"step {decl.name!r} declares {len(non_ctx)} non-ctx parameter(s) but 'depends' "
+                f"has {len(deps)} item(s)"
+            )
+        it = iter(deps)
+        for p in decl.params:
+            if p == "ctx":
+                out.append(None)
+                continue
+            dep = next(it)
+            found = getattr(dep, "_dynwf_step", None)
+            if found is None:
                 raise TypeError(
-                    f"step {decl.name!r}: parameter {p!r} is neither 'ctx' nor the name of a "
-                    "step declared earlier; rename it or declare that step first"
+                    f"step {decl.name!r}: 'depends' entry for parameter {p!r} is not a function "
+                    "decorated with step.do"
                 )
-        return [self._declared[p] for p in names], names
+            out.append(found)
+        return out
 
     async def _invoke(self, decl: _Declared) -> Any:
         count = self._next("do", decl.name)
         key = step_key("do", decl.name, count)
-        deps, names = self._dependencies(decl)
-        values = await self._gather([self._dependency(d) for d in deps], decl.concurrent)
+        deps = self._dependencies(decl)
+        values = await self._gather(
+            [self._dependency(d) for d in deps if d is not None], decl.concurrent
+        )
         begin = await self._host.do_begin(key, decl.name, count, decl.config)
         if begin[0] == "done":
             return begin[1]
@@ -230,13 +251,9 @@ class Step:
         ctx = EventDict(
             step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen
         )
-        if self._legacy:
-            args, kwargs = values, {}
-        else:
-            by_name = dict(zip(names, values, strict=True))
-            kwargs = {p: (ctx if p == "ctx" else by_name[p]) for p in decl.params}
-            args = []
-        ok, value, error, retryable = await self._attempt(decl, args, kwargs, timeout_ms)
+        it = iter(values)
+        args = [ctx if d is None else next(it) for d in deps]
+        ok, value, error, retryable = await self._attempt(decl, args, timeout_ms)
         outcome = await self._host.do_end(key, attempt, ok, value, error, retryable)
         if outcome[0] == "done":
             return outcome[1]
@@ -249,23 +266,23 @@ class Step:
         return [await a for a in aws]
 
     async def _attempt(
-        self, decl: _Declared, args: list[Any], kwargs: dict[str, Any], timeout_ms: int
+        self, decl: _Declared, args: list[Any], timeout_ms: int
     ) -> tuple[bool, Any, ErrorDict | None, bool]:
         try:
-            result = decl.fn(*args, **kwargs)
+            result = decl.fn(*args)
             if inspect.isawaitable(result):
                 async with asyncio.timeout(timeout_ms / 1000):
                     result = await result
             clean, _ = json_value(result, what=f"the result of step {decl.name!r}")
             return True, clean, None, True
-        except TimeoutError:
+        except TimeoutError:  # asyncio.timeout's, or one the callback raised itself
             return False, None, error_to_dict(
                 WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms")
             ), True
         except PayloadError as exc:
             return False, None, {"name": "TypeError", "message": str(exc)}, False
         except NonRetryableError as exc:
-            return False, None, {"name": "NonRetryableError", "message": exc.message}, False
+            return False, None, {"name": "NonRetryableError", "message": str(exc)}, False
         except Exception as exc:
             return False, None, error_to_dict(exc), True
 
@@ -298,7 +315,9 @@ class Step:
         outcome = await self._host.wait_for_event(key, name, count, event_type, timeout_ms)
         if outcome[0] == "error":
             raise error_from_dict(outcome[1])
-        return EventDict(outcome[1])
+        ev = EventDict(outcome[1])
+        ev["timestamp"] = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
+        return ev
 
     # camelCase aliases, as Cloudflare accepts them
     sleepUntil = sleep_until  # noqa: N815

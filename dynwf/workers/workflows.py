@@ -6,11 +6,9 @@ from __future__ import annotations
 class NonRetryableError(Exception):
     """Raise from a step to stop its retries at once (recognised by class)."""
 
-    def __init__(self, message: str = "", name: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(message, *args) if args else super().__init__(message)
         self.message = message
-        if name is not None:
-            self.error_name = name
 
 
 class WorkflowTimeoutError(Exception):
