@@ -1,0 +1,107 @@
+"""Durability under real SIGKILLs: a child engine is killed at many points and recovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynwf.engine._model import fold
+from dynwf.journal import Journal
+
+CHILD = Path(__file__).parent / "fixtures" / "crash_child.py"
+STEPS = ["fetch", "parse", "enrich", "charge", "notify", "archive"]
+pytestmark = pytest.mark.slow
+
+
+def child(journal: Path, log: Path, *crash: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.run(
+        [sys.executable, str(CHILD), str(journal), str(log), *crash],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+
+
+def ran(log: Path) -> Counter[str]:
+    return Counter(line.split()[0] for line in log.read_text().splitlines()) if log.exists() else Counter()
+
+
+def journal_state(path: Path) -> Any:
+    j = Journal(path, read_only=True)
+    try:
+        (uid, rows), = j.facts([r.uid for r in j.instances()]).items()
+        return fold(uid, rows)
+    finally:
+        j.close()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("ref")
+    done = child(d / "j.duckdb", d / "log")
+    assert done.returncode == 0, done.stderr
+    assert ran(d / "log") == Counter(STEPS)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("when", ["before", "after", "during"])
+@pytest.mark.parametrize("step", STEPS)
+def test_sigkill_at_step_recovers_with_same_output(
+    tmp_path: Path, reference: dict[str, Any], step: str, when: str
+) -> None:
+    journal, log = tmp_path / "j.duckdb", tmp_path / "log"
+    crashed = child(journal, log, f"{step}:{when}")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    done = child(journal, log)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == reference
+    counts = ran(log)
+    expected = Counter(STEPS)
+    if when in ("before", "during"):  # ran, result not journaled: ran once more
+        expected[step] += 1
+    assert counts == expected
+    st = journal_state(journal)
+    attempts = st.steps[f"do:{step}#1"].attempts
+    if when == "during":  # the cut attempt counts as failed, with the internal error
+        assert attempts[0].error["name"] == "WorkflowInternalError"
+        assert [a.ok for a in attempts] == [False, True]
+
+
+def test_sigkill_at_random_moments_never_reruns_journaled_steps(tmp_path: Path, reference: Any) -> None:
+    journal, log = tmp_path / "j.duckdb", tmp_path / "log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "CRASH_STEP_SECONDS": "0.3"}
+    rng = random.Random(20261122)
+    kills = 0
+    for _ in range(30):  # until a run finishes by itself
+        proc = subprocess.Popen([sys.executable, str(CHILD), str(journal), str(log)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        time.sleep(rng.uniform(0.35, 0.8))  # interpreter start takes ~0.3 s of this
+        if proc.poll() is not None:
+            proc.communicate(timeout=30)
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        kills += 1
+    done = child(journal, log)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == reference
+    assert kills >= 3
+    st = journal_state(journal)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    for name in STEPS:
+        s = st.steps[f"do:{name}#1"]
+        ok = [a.n for a in s.attempts if a.ok]
+        assert len(ok) == 1, f"{name} has {len(ok)} successful attempts"
+        ran_attempts = [int(n) for step, n in lines if step == name]
+        assert ran_attempts, f"{name} never ran"
+        # nothing ran after the attempt whose result was journaled
+        assert max(ran_attempts) == ok[0] and ran_attempts.count(ok[0]) == 1
