@@ -27,14 +27,21 @@ class Harness:
         kwargs.setdefault("clock", self.clock)
         eng = Engine(self.path, **kwargs)
         for name, cls, opts in self.classes:
-            eng.register(Workflow(name, opts.get("binding", name.upper()), EntrypointProgram(cls), **{
-                k: v for k, v in opts.items() if k != "binding"
-            }))
+            eng.register(
+                Workflow(
+                    name,
+                    opts.get("binding", name.upper()),
+                    EntrypointProgram(cls),
+                    **{k: v for k, v in opts.items() if k != "binding"},
+                )
+            )
         return eng
 
     def add(self, name: str, cls: type[Any], **opts: Any) -> None:
         self.classes.append((name, cls, opts))
-        self.engine.register(Workflow(name, opts.pop("binding", name.upper()), EntrypointProgram(cls), **opts))
+        self.engine.register(
+            Workflow(name, opts.pop("binding", name.upper()), EntrypointProgram(cls), **opts)
+        )
 
     def binding(self, name: str, scope: str = "") -> Any:
         return self.engine.binding(name, scope=scope)

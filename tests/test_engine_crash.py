@@ -27,18 +27,25 @@ def child(journal: Path, log: Path, *crash: str) -> subprocess.CompletedProcess[
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     return subprocess.run(
         [sys.executable, str(CHILD), str(journal), str(log), *crash],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
 def ran(log: Path) -> Counter[str]:
-    return Counter(line.split()[0] for line in log.read_text().splitlines()) if log.exists() else Counter()
+    return (
+        Counter(line.split()[0] for line in log.read_text().splitlines())
+        if log.exists()
+        else Counter()
+    )
 
 
 def journal_state(path: Path) -> Any:
     j = Journal(path, read_only=True)
     try:
-        (uid, rows), = j.facts([r.uid for r in j.instances()]).items()
+        ((uid, rows),) = j.facts([r.uid for r in j.instances()]).items()
         return fold(uid, rows)
     finally:
         j.close()
@@ -76,14 +83,24 @@ def test_sigkill_at_step_recovers_with_same_output(
         assert [a.ok for a in attempts] == [False, True]
 
 
-def test_sigkill_at_random_moments_never_reruns_journaled_steps(tmp_path: Path, reference: Any) -> None:
+def test_sigkill_at_random_moments_never_reruns_journaled_steps(
+    tmp_path: Path, reference: Any
+) -> None:
     journal, log = tmp_path / "j.duckdb", tmp_path / "log"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "CRASH_STEP_SECONDS": "0.3"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "CRASH_STEP_SECONDS": "0.3",
+    }
     rng = random.Random(20261122)
     kills = 0
     for _ in range(30):  # until a run finishes by itself
-        proc = subprocess.Popen([sys.executable, str(CHILD), str(journal), str(log)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), str(journal), str(log)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         time.sleep(rng.uniform(0.35, 0.8))  # interpreter start takes ~0.3 s of this
         if proc.poll() is not None:
             proc.communicate(timeout=30)

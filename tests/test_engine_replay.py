@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from dynwf.workers import WorkflowEntrypoint
@@ -92,10 +93,8 @@ async def test_custom_exception_replays_with_same_name(harness: Harness) -> None
             async def pay() -> None:
                 raise PaymentDeclined("insufficient funds")
 
-            try:
+            with contextlib.suppress(Exception):
                 await pay()
-            except Exception:
-                pass
             await step.sleep("nap", 5)
             await pay()  # a second call is a new step: pay#2
 
@@ -149,7 +148,9 @@ async def test_divergence_warning_names_missing_and_new_steps(harness: Harness) 
             return "done"
 
     warnings: list[str] = []
-    harness.engine.listeners.append(lambda kind, p: warnings.append(p) if kind == "warning" else None)
+    harness.engine.listeners.append(
+        lambda kind, p: warnings.append(p) if kind == "warning" else None
+    )
     harness.add("wf", WF)
     inst = await harness.binding("wf").create({"id": "div"})
     await harness.idle()
@@ -163,7 +164,9 @@ async def test_divergence_warning_names_missing_and_new_steps(harness: Harness) 
     assert (await inst.status())["output"] == "done"
 
 
-async def test_restart_of_engine_replays_and_counts_cut_attempt_as_failed(make_harness: Any) -> None:
+async def test_restart_of_engine_replays_and_counts_cut_attempt_as_failed(
+    make_harness: Any,
+) -> None:
     import asyncio
 
     gate = asyncio.Event()

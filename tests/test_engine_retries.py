@@ -31,10 +31,15 @@ def flaky(fail_times: int, config: dict[str, Any], runs: list[int]) -> type[Any]
 
 @pytest.mark.parametrize(
     ("backoff", "delays"),
-    [("constant", [1000, 1000, 1000]), ("linear", [1000, 2000, 3000]),
-     ("exponential", [1000, 2000, 4000])],
+    [
+        ("constant", [1000, 1000, 1000]),
+        ("linear", [1000, 2000, 3000]),
+        ("exponential", [1000, 2000, 4000]),
+    ],
 )
-async def test_retry_delays_follow_backoff(harness: Harness, backoff: str, delays: list[int]) -> None:
+async def test_retry_delays_follow_backoff(
+    harness: Harness, backoff: str, delays: list[int]
+) -> None:
     runs: list[int] = []
     cfg = {"retries": {"limit": 3, "delay": "1 second", "backoff": backoff}}
     harness.add("wf", flaky(3, cfg, runs))
@@ -64,7 +69,9 @@ async def test_retries_exhausted_errors_with_last_error(harness: Harness) -> Non
     assert status["error"] == {"name": "ValueError", "message": "boom 3"}
 
 
-async def test_default_retry_policy_is_five_retries_ten_seconds_exponential(harness: Harness) -> None:
+async def test_default_retry_policy_is_five_retries_ten_seconds_exponential(
+    harness: Harness,
+) -> None:
     runs: list[int] = []
     harness.add("wf", flaky(99, {}, runs))
     inst = await harness.binding("wf").create({"id": "d"})
@@ -91,7 +98,10 @@ async def test_nonretryable_error_stops_retries(harness: Harness) -> None:
     inst = await harness.binding("wf").create()
     await harness.idle()
     assert runs == [1]
-    assert (await inst.status())["error"] == {"name": "NonRetryableError", "message": "card declined"}
+    assert (await inst.status())["error"] == {
+        "name": "NonRetryableError",
+        "message": "card declined",
+    }
 
 
 async def test_step_timeout_fails_attempt_and_retries(harness: Harness) -> None:
@@ -113,7 +123,10 @@ async def test_step_timeout_fails_attempt_and_retries(harness: Harness) -> None:
     await harness.idle()
     assert (await inst.status())["output"] == "fast enough"
     first = harness.engine.lookup("wf", "", "t").steps["do:slow#1"].attempts[0]
-    assert first.error == {"name": "WorkflowTimeoutError", "message": "Execution timed out after 50ms"}
+    assert first.error == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 50ms",
+    }
 
 
 async def test_run_catches_step_error_and_goes_on(harness: Harness) -> None:
@@ -156,9 +169,18 @@ async def test_skip_retry_delays_per_step(make_harness: Any) -> None:
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [(250, 250), ("1 second", 1000), ("2 seconds", 2000), ("10 minutes", 600_000),
-     ("1 hour", 3_600_000), ("1 day", 86_400_000), ("2 weeks", 14 * 86_400_000),
-     ("1 month", 30 * 86_400_000), ("1 year", int(365.25 * 86_400_000)), ("1.5 seconds", 1500)],
+    [
+        (250, 250),
+        ("1 second", 1000),
+        ("2 seconds", 2000),
+        ("10 minutes", 600_000),
+        ("1 hour", 3_600_000),
+        ("1 day", 86_400_000),
+        ("2 weeks", 14 * 86_400_000),
+        ("1 month", 30 * 86_400_000),
+        ("1 year", int(365.25 * 86_400_000)),
+        ("1.5 seconds", 1500),
+    ],
 )
 def test_parse_duration_units(text: Any, ms: int) -> None:
     assert parse_duration(text) == ms
@@ -173,9 +195,13 @@ def test_parse_duration_rejects_and_quotes_value(bad: Any) -> None:
 
 @pytest.mark.parametrize(
     ("config", "fragment"),
-    [({"retries": {"limit": -1}}, "retries.limit"), ({"retries": {"backoff": "random"}}, "backoff"),
-     ({"timeout": 0}, "timeout"), ({"retry": {}}, "unknown config key"),
-     ({"retries": {"limit": 1, "delays": 1}}, "unknown retries key")],
+    [
+        ({"retries": {"limit": -1}}, "retries.limit"),
+        ({"retries": {"backoff": "random"}}, "backoff"),
+        ({"timeout": 0}, "timeout"),
+        ({"retry": {}}, "unknown config key"),
+        ({"retries": {"limit": 1, "delays": 1}}, "unknown retries key"),
+    ],
 )
 def test_step_config_validation(config: dict[str, Any], fragment: str) -> None:
     with pytest.raises(InvalidStepConfigError) as err:

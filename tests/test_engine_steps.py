@@ -227,6 +227,7 @@ async def test_step_limit_counts_do_calls_only(harness: Harness) -> None:
     class WF(WorkflowEntrypoint):
         async def run(self, event: Any, step: Any) -> Any:
             for i in range(3):
+
                 @step.do(f"s{i}")
                 async def s() -> int:
                     return 1
@@ -241,6 +242,7 @@ async def test_step_limit_counts_do_calls_only(harness: Harness) -> None:
     class TooMany(WorkflowEntrypoint):
         async def run(self, event: Any, step: Any) -> Any:
             for i in range(4):
+
                 @step.do(f"s{i}")
                 async def s() -> int:
                     return 1
@@ -267,7 +269,13 @@ async def test_event_has_payload_timestamp_and_ids(harness: Harness) -> None:
             }
 
     status = await run_one(harness, WF, params={"a": 1})
-    assert status["output"] == {"payload": {"a": 1}, "same": True, "id": "i1", "wf": "wf", "ts": 2027}
+    assert status["output"] == {
+        "payload": {"a": 1},
+        "same": True,
+        "id": "i1",
+        "wf": "wf",
+        "ts": 2027,
+    }
 
 
 async def test_step_bad_config_errors_instance_with_message(harness: Harness) -> None:

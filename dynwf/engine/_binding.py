@@ -40,12 +40,14 @@ class WorkflowBinding:
             raise ValidationError(f"get() takes an instance id string, got {type(id).__name__}")
         return Instance(self._engine, self._engine.lookup(self.workflow, self.scope, id))
 
-    createBatch = create_batch  # noqa: N815
+    createBatch = create_batch
 
 
 def _merge(options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     if options is not None and not isinstance(options, Mapping):
-        raise ValidationError(f"create() takes a dict like {{'id': ..., 'params': ...}}, got {options!r}")
+        raise ValidationError(
+            f"create() takes a dict like {{'id': ..., 'params': ...}}, got {options!r}"
+        )
     return {**(options or {}), **kwargs}
 
 
@@ -97,4 +99,4 @@ class Instance:
             )
         await self._engine.send_event(self._state(), ev["type"], ev.get("payload"))
 
-    sendEvent = send_event  # noqa: N815
+    sendEvent = send_event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -27,10 +28,8 @@ class SystemClock:
         if delay_ms is None:
             await changed.wait()
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), max(delay_ms, 0) / 1000)
-        except TimeoutError:
-            pass
 
 
 class ManualClock:

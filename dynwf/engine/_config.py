@@ -50,7 +50,9 @@ DEFAULT_CONFIG: StepConfigDict = {
 def parse_duration(value: object, *, what: str = "duration") -> int:
     """Milliseconds from an int (ms) or ``"<number> <unit>[s]"``; anything else is rejected."""
     if isinstance(value, bool):
-        raise InvalidDurationError(f"{what} {value!r} is not a duration: use milliseconds or '<n> <unit>'")
+        raise InvalidDurationError(
+            f"{what} {value!r} is not a duration: use milliseconds or '<n> <unit>'"
+        )
     if isinstance(value, int):
         if value < 0:
             raise InvalidDurationError(f"{what} {value!r} is negative: durations are >= 0 ms")
@@ -129,7 +131,9 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
         )
     retries_in = config.get("retries", {})
     if not isinstance(retries_in, Mapping):
-        raise InvalidStepConfigError(f"{where}: config 'retries' must be a dict, got {retries_in!r}")
+        raise InvalidStepConfigError(
+            f"{where}: config 'retries' must be a dict, got {retries_in!r}"
+        )
     unknown = set(retries_in) - {"limit", "delay", "backoff"}
     if unknown:
         raise InvalidStepConfigError(

@@ -185,7 +185,9 @@ class Engine:
             return self.workflows[name]
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
-            raise WorkflowNotFoundError(f"no workflow named {name!r} (workflows: {known})") from None
+            raise WorkflowNotFoundError(
+                f"no workflow named {name!r} (workflows: {known})"
+            ) from None
 
     def binding(self, name: str, *, scope: str = "") -> WorkflowBinding:
         """The ``env.<name>`` object tenant code uses; ``name`` is a binding or workflow name."""
@@ -309,8 +311,19 @@ class Engine:
         if not self.listeners:
             return
         a = s.attempts[-1]
-        self.emit("step", StepEvent(st.workflow, st.scope, st.id, s.name, a.n, bool(a.ok),
-                                    (a.end or a.start) - a.start, a.error))
+        self.emit(
+            "step",
+            StepEvent(
+                st.workflow,
+                st.scope,
+                st.id,
+                s.name,
+                a.n,
+                bool(a.ok),
+                (a.end or a.start) - a.start,
+                a.error,
+            ),
+        )
 
     # -- instances -------------------------------------------------------------------
     def lookup(self, workflow: str, scope: str, id: str) -> InstanceState:
@@ -329,8 +342,9 @@ class Engine:
 
     def _new_instance(self, workflow: str, scope: str, id: str, params: Any) -> InstanceState:
         st = InstanceState(uuid.uuid4().hex)
-        self.record(st, "created", None, {"workflow": workflow, "scope": scope, "id": id,
-                                          "params": params})
+        self.record(
+            st, "created", None, {"workflow": workflow, "scope": scope, "id": id, "params": params}
+        )
         self.record(st, "status", None, {"status": Status.QUEUED.value})
         self._instances[st.uid] = st
         self._index[(workflow, scope, id)] = st.uid
@@ -340,13 +354,17 @@ class Engine:
         options = dict(options or {})
         unknown = set(options) - {"id", "params", "retention"}
         if unknown:
-            raise ValidationError(f"unknown create option(s) {sorted(unknown)}; allowed: 'id', 'params'")
+            raise ValidationError(
+                f"unknown create option(s) {sorted(unknown)}; allowed: 'id', 'params'"
+            )
         id = options.get("id")
         id = check_instance_id(id) if id is not None else str(uuid.uuid4())
         params, _ = json_value(options.get("params"), what=f"params of instance {id!r}")
         return id, params
 
-    async def create(self, workflow: str, scope: str, options: Mapping[str, Any] | None) -> InstanceState:
+    async def create(
+        self, workflow: str, scope: str, options: Mapping[str, Any] | None
+    ) -> InstanceState:
         self.workflow(workflow)
         id, params = self._check_options(options)
         if (workflow, scope, id) in self._index:
@@ -476,7 +494,9 @@ class Engine:
     def _start_pass(self, st: InstanceState) -> None:
         wf = self.workflows.get(st.workflow)
         if wf is None:
-            log.warning("instance %s belongs to unregistered workflow %r; left as is", st.id, st.workflow)
+            log.warning(
+                "instance %s belongs to unregistered workflow %r; left as is", st.id, st.workflow
+            )
             return
         p = Pass(self, st, wf)
         self._slots.running[st.uid] = p
@@ -505,6 +525,7 @@ class Engine:
 
     async def wait_until_idle(self, timeout: float | None = None) -> None:
         """Return when no pass runs or is due (waiting instances do not count)."""
+
         async def idle() -> None:
             while True:
                 self._update_idle()
@@ -513,6 +534,7 @@ class Engine:
                 self._update_idle()
                 if self._idle.is_set():
                     return
+
         await asyncio.wait_for(idle(), timeout)
         if self.fatal is not None:
             raise self.fatal

@@ -86,7 +86,9 @@ class Pass:
                 )
             cfg = resolve_step_config(config, step=name)
             self._configs[key] = cfg
-            eng.record(st, "attempt", key, {"n": 1, "config": cfg.as_dict(), "name": name, "count": count})
+            eng.record(
+                st, "attempt", key, {"n": 1, "config": cfg.as_dict(), "name": name, "count": count}
+            )
             s = st.steps[key]
         else:
             cfg = self._config(s)
@@ -133,11 +135,21 @@ class Pass:
         made = len(s.attempts)
         if retryable and made <= policy.limit:
             delay = 0 if eng.time.skips_retry(s.name) else policy.delay_before_retry(made)
-            eng.record(self.st, "attempt_end", s.key, {
-                "n": made, "ok": False, "error": error, "retry_at": eng.clock.now_ms() + delay,
-            })
+            eng.record(
+                self.st,
+                "attempt_end",
+                s.key,
+                {
+                    "n": made,
+                    "ok": False,
+                    "error": error,
+                    "retry_at": eng.clock.now_ms() + delay,
+                },
+            )
             return None
-        eng.record(self.st, "attempt_end", s.key, {"n": made, "ok": False, "error": error, "final": True})
+        eng.record(
+            self.st, "attempt_end", s.key, {"n": made, "ok": False, "error": error, "final": True}
+        )
         return ("error", error)
 
     # -- sleep ----------------------------------------------------------------------
@@ -154,8 +166,12 @@ class Pass:
         if s is None:
             target = until if until is not None else now + ms
             natural_end = target <= now
-            eng.record(st, "sleep", key, {"name": name, "count": count, "ms": ms,
-                                          "until": now if skip else target})
+            eng.record(
+                st,
+                "sleep",
+                key,
+                {"name": name, "count": count, "ms": ms, "until": now if skip else target},
+            )
             self.ran.append(key)
             if natural_end:  # sleep_until a past time, or a zero sleep: no wait at all
                 eng.record(st, "sleep_done", key, {})
@@ -180,8 +196,12 @@ class Pass:
         await self._boundary()
         now = eng.clock.now_ms()
         if s is None:
-            eng.record(st, "wait", key, {"name": name, "count": count, "type": type_,
-                                         "deadline": now + timeout_ms})
+            eng.record(
+                st,
+                "wait",
+                key,
+                {"name": name, "count": count, "type": type_, "deadline": now + timeout_ms},
+            )
             self.ran.append(key)
             s = st.steps[key]
         ev = st.oldest_event(type_)
@@ -191,8 +211,10 @@ class Pass:
             return ("done", output)
         assert s.wake_at is not None
         if s.wake_at <= now:
-            err = {"name": "WorkflowTimeoutError",
-                   "message": f"Waiting for event '{type_}' timed out after {timeout_ms}ms"}
+            err = {
+                "name": "WorkflowTimeoutError",
+                "message": f"Waiting for event '{type_}' timed out after {timeout_ms}ms",
+            }
             eng.record(st, "wait_done", key, {"error": err})
             return ("error", err)
         await self._suspend()

@@ -83,5 +83,7 @@ def json_value(value: Any, *, what: str) -> tuple[Any, str]:
     text = json.dumps(clean, separators=(",", ":"), ensure_ascii=False)
     size = len(text.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"{what} is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)")
+        raise PayloadError(
+            f"{what} is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)"
+        )
     return clean, text

@@ -30,9 +30,11 @@ from dynwf.workers.workflows import (
 IMPLICIT_DEPS_SINCE = "2026-02-25"
 
 # ("done", output) | ("error", error dict) | ("run", attempt n, frozen config, timeout ms)
-DoBegin = tuple[Literal["done"], Any] | tuple[Literal["error"], ErrorDict] | tuple[
-    Literal["run"], int, dict[str, Any], int
-]
+DoBegin = (
+    tuple[Literal["done"], Any]
+    | tuple[Literal["error"], ErrorDict]
+    | tuple[Literal["run"], int, dict[str, Any], int]
+)
 # ("done", output) | ("error", error dict)
 Outcome = tuple[Literal["done"], Any] | tuple[Literal["error"], ErrorDict]
 
@@ -104,7 +106,9 @@ def _to_ms_epoch(when: Any) -> int:
         return int(when.timestamp() * 1000)
     if isinstance(when, (int, float)) and not isinstance(when, bool):
         return int(when)
-    raise TypeError(f"sleep_until needs a datetime or epoch milliseconds, got {type(when).__name__}")
+    raise TypeError(
+        f"sleep_until needs a datetime or epoch milliseconds, got {type(when).__name__}"
+    )
 
 
 class _Declared:
@@ -248,9 +252,7 @@ class Step:
         if begin[0] == "error":
             raise error_from_dict(begin[1])
         _, attempt, frozen, timeout_ms = begin
-        ctx = EventDict(
-            step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen
-        )
+        ctx = EventDict(step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen)
         it = iter(values)
         args = [ctx if d is None else next(it) for d in deps]
         ok, value, error, retryable = await self._attempt(decl, args, timeout_ms)
@@ -276,9 +278,12 @@ class Step:
             clean, _ = json_value(result, what=f"the result of step {decl.name!r}")
             return True, clean, None, True
         except TimeoutError:  # asyncio.timeout's, or one the callback raised itself
-            return False, None, error_to_dict(
-                WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms")
-            ), True
+            return (
+                False,
+                None,
+                error_to_dict(WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms")),
+                True,
+            )
         except PayloadError as exc:
             return False, None, {"name": "TypeError", "message": str(exc)}, False
         except NonRetryableError as exc:
@@ -320,8 +325,8 @@ class Step:
         return ev
 
     # camelCase aliases, as Cloudflare accepts them
-    sleepUntil = sleep_until  # noqa: N815
-    waitForEvent = wait_for_event  # noqa: N815
+    sleepUntil = sleep_until
+    waitForEvent = wait_for_event
 
 
 def _check_sleep(name: str, ms: int) -> None:

@@ -112,7 +112,9 @@ class Journal:
         if self.path is not None and not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if read_only and self.path is not None and not self.path.exists():
-            raise JournalError(f"no journal at {self.path}: run the workflow first (dynwf dev / dynwf run)")
+            raise JournalError(
+                f"no journal at {self.path}: run the workflow first (dynwf dev / dynwf run)"
+            )
         try:
             self._db = duckdb.connect(
                 target,
@@ -212,7 +214,12 @@ class Journal:
     ) -> list[InstanceRow]:
         """Instances, newest first, filtered."""
         conds, params = [], []
-        for col, value in (("workflow", workflow), ("scope", scope), ("id", id), ("status", status)):
+        for col, value in (
+            ("workflow", workflow),
+            ("scope", scope),
+            ("id", id),
+            ("status", status),
+        ):
             if value is not None:
                 conds.append(f"{col} = ?")
                 params.append(value)
