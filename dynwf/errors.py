@@ -10,7 +10,9 @@
     ├── InvalidStateError          an operation the instance's status does not allow
     ├── WorkflowNotFoundError      no workflow registered under that name/binding
     ├── JournalError               the journal file cannot be opened or is not ours
-    ├── ConfigError                a wrangler config that cannot be read or parsed
+    ├── ConfigError                a wrangler config that cannot be used
+    │   ├── ConfigFileError        missing, unreadable or unparseable (dynwf.config)
+    │   └── InvalidConfigError     breaks wrangler's or dynwf's rules (dynwf.config)
     └── MissingDispatcherMetadataError  a dynamic workflow run without its envelope
 
 Errors raised *inside* a workflow (a step's own exception, ``NonRetryableError``,

@@ -1,3 +1,5 @@
 """Imports every command module so each registers itself on ``app``."""
 
 from __future__ import annotations
+
+from dynwf.cli import _validate  # noqa: F401
