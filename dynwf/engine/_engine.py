@@ -58,7 +58,11 @@ class EntrypointProgram:
         self.cls, self.env, self.ctx = cls, env, ctx
 
     async def run(self, event: EventDict, host: StepHost) -> Any:
-        return await self.cls(self.ctx, self.env).run(event, Step(host))
+        step = Step(host)
+        try:
+            return await self.cls(self.ctx, self.env).run(event, step)
+        finally:
+            step.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +288,11 @@ class Engine:
             return
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+    @property
+    def commits(self) -> int:
+        """Journal commits made since ``start()`` (each is one transaction)."""
+        return self._journal.commits if self._journal is not None else 0
 
     def commit_now(self) -> None:
         """Commit what is queued immediately (used before a deliberate crash and at stop)."""
@@ -576,6 +585,7 @@ class Engine:
                         self._end(p, Event.COMPLETE, output=clean)
             await self.durable()
         finally:
+            p.task = None
             if self._slots.running.get(st.uid) is p:
                 del self._slots.running[st.uid]
             if not p.aborted and st.status is Status.WAITING:

@@ -145,6 +145,13 @@ class Step:
         self._declared: dict[str, _Declared] = {}
         self._legacy = host.compatibility_date < IMPLICIT_DEPS_SINCE
 
+    def close(self) -> None:
+        """Drop the pass's step closures (they form cycles the GC would otherwise chase)."""
+        for decl in self._declared.values():
+            decl.call = None
+            decl.last = None
+        self._declared.clear()
+
     def _next(self, *identity: str) -> int:
         n = self._counts.get(identity, 0) + 1
         self._counts[identity] = n
