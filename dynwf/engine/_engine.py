@@ -142,11 +142,15 @@ class Engine:
         time: TimeControl | None = None,
         faults: Faults | None = None,
         durability: Durability = "process",
+        execute: bool = True,
     ) -> None:
         if max_running < 1:
             raise ValidationError(f"max_running {max_running!r} must be at least 1")
         self.journal_path = Path(journal) if journal is not None else None
         self.durability: Durability = durability
+        # execute=False: a steering engine (pause/resume/terminate/send-event from the
+        # shell) that records facts but never runs a pass; a `dynwf dev` picks them up.
+        self.execute = execute
         self.clock: Clock = clock or SystemClock()
         self.max_running = max_running
         self.time = time or TimeControl()
@@ -247,6 +251,8 @@ class Engine:
         await self.stop()
 
     def _recover(self, st: InstanceState) -> None:
+        if not self.execute:
+            return
         before = st.status
         self.set_status(st, Event.RECOVER)
         if st.status is Status.QUEUED:
@@ -458,7 +464,7 @@ class Engine:
 
     # -- scheduling ------------------------------------------------------------------
     def _schedule(self, st: InstanceState) -> None:
-        if self.stopping or st.uid in self._slots.running:
+        if self.stopping or not self.execute or st.uid in self._slots.running:
             return
         if len(self._slots.running) < self.max_running:
             self._start_pass(st)
