@@ -15,6 +15,7 @@ from dynwf.engine._engine import (
 from dynwf.engine._model import InstanceState, StepState
 from dynwf.engine._states import Status
 from dynwf.engine._step import EventDict, Step, StepHost
+from dynwf.engine._views import instance_detail, instance_list_item
 
 __all__ = [
     "Clock",
@@ -36,6 +37,8 @@ __all__ = [
     "Workflow",
     "WorkflowBinding",
     "WorkflowProgram",
+    "instance_detail",
+    "instance_list_item",
     "iso_ms",
     "parse_duration",
     "resolve_step_config",

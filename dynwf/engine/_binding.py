@@ -24,6 +24,10 @@ class WorkflowBinding:
     def __repr__(self) -> str:
         return f"<WorkflowBinding {self.workflow!r} scope={self.scope!r}>"
 
+    def scoped(self, scope: str) -> WorkflowBinding:
+        """The same workflow seen from another tenant scope."""
+        return WorkflowBinding(self._engine, self.workflow, scope)
+
     async def create(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Instance:
         """Create an instance: ``create({"id"?, "params"?})``; returns once it is journaled."""
         st = await self._engine.create(self.workflow, self.scope, _merge(options, kwargs))

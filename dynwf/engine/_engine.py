@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from dynwf.engine._clock import Clock, SystemClock
 from dynwf.engine._model import ErrorDict, InstanceState, Row, StepState, fold
-from dynwf.engine._pass import Pass
+from dynwf.engine._pass import Pass, PassInterrupted
 from dynwf.engine._rules import (
     DEFAULT_STEP_LIMIT,
     check_event_type,
@@ -171,6 +171,9 @@ class Engine:
         self._seq = 0
         self._idle = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._interruptions: dict[str, int] = {}
+        self._delayed: set[asyncio.TimerHandle] = set()
+        self._reruns = 0
         self.fatal: BaseException | None = None
 
     # -- registry ------------------------------------------------------------------
@@ -236,6 +239,8 @@ class Engine:
                     p.task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        for handle in self._delayed:
+            handle.cancel()
         if self._timer_task is not None:
             self._timer_task.cancel()
             await asyncio.gather(self._timer_task, return_exceptions=True)
@@ -323,6 +328,7 @@ class Engine:
                 log.exception("listener failed on %s", kind)
 
     def step_finished(self, st: InstanceState, s: StepState) -> None:
+        self._interruptions.pop(st.uid, None)
         if not self.listeners:
             return
         a = s.attempts[-1]
@@ -519,6 +525,23 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _rerun_later(self, st: InstanceState) -> None:
+        """Run an interrupted instance again, backing off if its code keeps failing."""
+        n = self._interruptions.get(st.uid, 0)
+        self._interruptions[st.uid] = n + 1
+        delay = min(0.02 * 2**n, 5.0)
+
+        def again() -> None:
+            self._reruns -= 1
+            if st.status is Status.WAITING_FOR_PAUSE:
+                self.set_status(st, Event.PAUSED)
+            elif st.status is Status.RUNNING:
+                self._schedule(st)
+            self._update_idle()
+
+        self._reruns += 1
+        self._delayed.add(asyncio.get_running_loop().call_later(delay, again))
+
     def _next_runnable(self) -> None:
         while self._slots.runnable and len(self._slots.running) < self.max_running:
             uid = self._slots.runnable.popleft()
@@ -531,6 +554,7 @@ class Engine:
             self._slots.running
             or self._slots.runnable
             or self._pending
+            or self._reruns
             or (self._timers and self._timers[0][0] <= self.clock.now_ms())
         )
         if busy:
@@ -564,6 +588,12 @@ class Engine:
             p.task = asyncio.create_task(wf.program.run(event, p))
             try:
                 output = await p.task
+            except PassInterrupted as exc:
+                if p.aborted:
+                    return
+                p.interrupted = True
+                self._pass_facts(p)
+                log.info("pass of %s interrupted (%s); it will run again", st.id, exc)
             except asyncio.CancelledError:
                 if p.aborted or not p.suspending:
                     if not p.aborted:
@@ -599,6 +629,8 @@ class Engine:
             elif st.status is Status.QUEUED and not self.stopping:
                 # woken (event, resume, restart) while this pass was still closing
                 self._schedule(st)
+            elif p.interrupted and st.status in (Status.RUNNING, Status.WAITING_FOR_PAUSE):
+                self._rerun_later(st)
             self._next_runnable()
             self._update_idle()
 

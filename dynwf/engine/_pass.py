@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from dynwf.engine._engine import Engine, Workflow
 
 
+class PassInterrupted(BaseException):
+    """Raised by a program whose code went away mid-pass (isolate died, evicted, reloaded).
+
+    The engine ends the pass without a status change and runs the instance again; an
+    attempt that was in flight is then recorded as failed (``WorkflowInternalError``).
+    A BaseException so tenant code's ``except Exception`` cannot swallow it.
+    """
+
+
 class StepLimitError(Exception):
     """An instance asked for more ``step.do`` calls than its workflow allows."""
 
@@ -42,6 +51,7 @@ class Pass:
         self.inflight: set[str] = set()
         self.suspending = False
         self.aborted = False
+        self.interrupted = False
         self._configs: dict[str, StepConfig] = {}
 
     # -- ending the pass ------------------------------------------------------------

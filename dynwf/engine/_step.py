@@ -145,6 +145,11 @@ class Step:
         self._declared: dict[str, _Declared] = {}
         self._legacy = host.compatibility_date < IMPLICIT_DEPS_SINCE
 
+    @property
+    def host(self) -> StepHost:
+        """Where this step object sends its calls (the engine's run pass)."""
+        return self._host
+
     def close(self) -> None:
         """Drop the pass's step closures (they form cycles the GC would otherwise chase)."""
         for decl in self._declared.values():

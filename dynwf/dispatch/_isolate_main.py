@@ -1,0 +1,197 @@
+"""The isolate process: one tenant's loaded worker, driven by the engine over stdin/stdout.
+
+Started as ``python -m dynwf.dispatch._isolate_main``; it waits, already booted, for a
+``load`` message (so a cold dispatch costs a module import, not an interpreter start),
+then serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dynwf.dispatch._wire import Connection, RemoteError
+from dynwf.engine._step import DoBegin, EventDict, Outcome, Step, error_from_dict
+from dynwf.workers import Request, install
+
+
+class RemoteHost:
+    """The StepHost of a pass whose engine side lives in the engine process."""
+
+    def __init__(self, conn: Connection, run: str, compatibility_date: str) -> None:
+        self._conn, self._run = conn, run
+        self.compatibility_date = compatibility_date
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await self._conn.request({"op": "host", "run": self._run, "method": method,
+                                             "args": list(args)})
+        except RemoteError as exc:
+            raise error_from_dict(exc.error) from None
+
+    async def do_begin(self, key: str, name: str, count: int, config: Any) -> DoBegin:
+        return tuple(await self._call("do_begin", key, name, count, config))  # type: ignore[return-value]
+
+    async def do_end(self, key: str, attempt: int, ok: bool, value: Any, error: Any,
+                     retryable: bool) -> Outcome:
+        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable))  # type: ignore[return-value]
+
+    async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:
+        await self._call("sleep", key, name, count, ms, until)
+
+    async def wait_for_event(self, key: str, name: str, count: int, type_: str,
+                             timeout_ms: int) -> Outcome:
+        return tuple(await self._call("wait_for_event", key, name, count, type_, timeout_ms))  # type: ignore[return-value]
+
+
+class RemoteInstance:
+    def __init__(self, binding: RemoteBinding, id: str) -> None:
+        self._binding, self.id = binding, id
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await self._binding._call("instance", method, self.id, *args)
+
+    async def status(self) -> Any:
+        return await self._call("status")
+
+    async def pause(self) -> None:
+        await self._call("pause")
+
+    async def resume(self) -> None:
+        await self._call("resume")
+
+    async def terminate(self) -> None:
+        await self._call("terminate")
+
+    async def restart(self) -> None:
+        await self._call("restart")
+
+    async def send_event(self, event: Any = None, **kwargs: Any) -> None:
+        await self._call("send_event", {**(event or {}), **kwargs})
+
+    sendEvent = send_event  # noqa: N815
+
+
+class RemoteBinding:
+    """A Workflow binding from the tenant's env, served by the engine process."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn, self._name = conn, name
+
+    async def _call(self, kind: str, method: str, *args: Any) -> Any:
+        try:
+            return await self._conn.request({"op": "binding", "binding": self._name,
+                                             "kind": kind, "method": method, "args": list(args)})
+        except RemoteError as exc:
+            raise error_from_dict(exc.error) from None
+
+    async def create(self, options: Any = None, **kwargs: Any) -> RemoteInstance:
+        return RemoteInstance(self, await self._call("binding", "create", {**(options or {}), **kwargs}))
+
+    async def create_batch(self, items: list[Any]) -> list[RemoteInstance]:
+        return [RemoteInstance(self, i) for i in await self._call("binding", "create_batch", items)]
+
+    async def get(self, id: str) -> RemoteInstance:
+        return RemoteInstance(self, await self._call("binding", "get", id))
+
+    createBatch = create_batch  # noqa: N815
+
+
+class Env:
+    """The tenant's ``self.env``: plain values and remote bindings as attributes."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.module: Any = None
+        self.env: Env | None = None
+        self.compatibility_date = "2026-04-01"
+        self.conn: Connection | None = None
+
+    async def handle(self, msg: dict[str, Any]) -> Any:
+        op = msg["op"]
+        if op == "load":
+            return self.load(msg)
+        if op == "run":
+            return await self.run(msg)
+        if op == "fetch":
+            return await self.fetch(msg)
+        if op == "ping":
+            return "pong"
+        raise ValueError(f"unknown op {op!r}")
+
+    def load(self, msg: dict[str, Any]) -> dict[str, Any]:
+        code = msg["code"]
+        root = Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
+        for name, source in code["modules"].items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(source)
+        sys.path.insert(0, str(root))  # this process belongs to one tenant: no sharing
+        main = code["mainModule"]
+        self.compatibility_date = code.get("compatibilityDate") or self.compatibility_date
+        assert self.conn is not None
+        values = dict(code.get("env") or {})
+        for name in msg.get("bindings", []):
+            values[name] = RemoteBinding(self.conn, name)
+        self.env = Env(values)
+        module_name = main[:-3] if main.endswith(".py") else main
+        self.module = importlib.import_module(module_name.replace("/", "."))
+        return {"pid": os.getpid()}
+
+    async def run(self, msg: dict[str, Any]) -> Any:
+        assert self.conn is not None
+        cls = getattr(self.module, msg["cls"])
+        event = EventDict(msg["event"])
+        from datetime import datetime
+
+        event["timestamp"] = datetime.fromisoformat(event["timestamp"])
+        step = Step(RemoteHost(self.conn, msg["run"], self.compatibility_date))
+        try:
+            return await cls(None, self.env).run(event, step)
+        finally:
+            step.close()
+
+    async def fetch(self, msg: dict[str, Any]) -> Any:
+        r = msg["request"]
+        request = Request(r["url"], method=r["method"], headers=r["headers"],
+                          body=bytes.fromhex(r["body"]))
+        cls = getattr(self.module, msg.get("cls") or "Default", None)
+        if cls is not None:
+            response = await cls(None, self.env).fetch(request)
+        else:
+            response = await self.module.on_fetch(request, self.env)
+        return {"status": response.status, "headers": response.headers,
+                "body": response.body.hex()}
+
+
+async def main() -> None:
+    install()
+    limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
+    if limit_mb:
+        cap = limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    sys.stdout = sys.stderr  # tenant print() must not corrupt the message stream
+    worker = Worker()
+    worker.conn = Connection(reader, writer, worker.handle)
+    await worker.conn.closed
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,361 @@
+"""The Worker Loader (``env.LOADER``): load a tenant's code by id, cache it, run it isolated.
+
+``get(id, get_code)`` returns the cached worker for ``id``; ``get_code()`` is called
+only when the id is not cached (first use, or after an eviction), and returns
+``{"compatibilityDate", "mainModule", "modules": {name: source}, "env"}``. Each
+loaded worker runs in its own OS process (``isolation="process"``); ``"inline"``
+runs it in the engine's process so breakpoints work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import sys
+import types
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from dynwf.dispatch._api import TenantWorkflowBinding
+from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
+from dynwf.dispatch._wire import ConnectionLost, RemoteError
+from dynwf.engine import Step, WorkflowBinding
+from dynwf.engine._pass import PassInterrupted
+from dynwf.errors import DynwfError, ValidationError
+from dynwf.workers import Request, Response
+
+log = logging.getLogger("dynwf.dispatch")
+Isolation = Literal["process", "inline"]
+GetCode = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+_runs = itertools.count(1)
+
+
+class CodeLoadError(DynwfError):
+    """A tenant's code failed to load (syntax or import error)."""
+
+
+def _check_code(id: str, code: Any) -> dict[str, Any]:
+    if not isinstance(code, Mapping):
+        raise ValidationError(f"get_code() for worker {id!r} must return a dict, got {type(code).__name__}")
+    missing = {"mainModule", "modules"} - set(code)
+    if missing:
+        raise ValidationError(f"get_code() for worker {id!r} is missing {sorted(missing)}")
+    modules = code["modules"]
+    if not isinstance(modules, Mapping) or code["mainModule"] not in modules:
+        raise ValidationError(
+            f"get_code() for worker {id!r}: mainModule {code['mainModule']!r} is not in modules"
+        )
+    return dict(code)
+
+
+class WorkerLoader:
+    """One ``[[worker_loaders]]`` binding."""
+
+    def __init__(
+        self,
+        *,
+        isolation: Isolation = "process",
+        max_isolates: int = 64,
+        idle_seconds: float = 300.0,
+        limits: IsolateLimits | None = None,
+    ) -> None:
+        self.isolation = isolation
+        self.max_isolates = max_isolates
+        self.limits = limits or IsolateLimits()
+        self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
+        self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
+        self.loads = 0  # how many times code was loaded (for tests and the bench)
+
+    def warm(self) -> None:
+        """Start a spare isolate in the background (process isolation only)."""
+        if self.isolation == "process":
+            self._pool.warm()
+
+    def get(self, id: str, get_code: GetCode) -> WorkerStub:
+        stub = self._workers.get(id)
+        if stub is None:
+            stub = WorkerStub(self, id, get_code)
+            self._workers[id] = stub
+        self._workers.move_to_end(id)
+        return stub
+
+    def loaded(self) -> list[str]:
+        return list(self._workers)
+
+    async def evict(self, id: str) -> bool:
+        """Drop worker ``id``: its isolate stops, the next ``get`` loads the code again."""
+        stub = self._workers.pop(id, None)
+        if stub is None:
+            return False
+        await stub.unload()
+        return True
+
+    async def evict_all(self) -> None:
+        for id in list(self._workers):
+            await self.evict(id)
+
+    async def _idle_evict(self, iso: Isolate) -> None:
+        for id, stub in list(self._workers.items()):
+            if stub._isolate is iso:
+                log.info("worker %r evicted after %.0f s idle", id, self._pool.idle_seconds)
+                await self.evict(id)
+
+    async def _make_room(self) -> None:
+        live = [s for s in self._workers.values() if s._isolate is not None]
+        while len(live) >= self.max_isolates:
+            oldest = live.pop(0)  # least recently used first
+            await self.evict(oldest.id)
+
+    async def close(self) -> None:
+        await self.evict_all()
+        await self._pool.close()
+
+
+class WorkerStub:
+    """A loaded worker: ``get_entrypoint(name)`` gives a class or the default handler."""
+
+    def __init__(self, loader: WorkerLoader, id: str, get_code: GetCode) -> None:
+        self.loader, self.id, self._get_code = loader, id, get_code
+        self._code: dict[str, Any] | None = None
+        self._isolate: Isolate | None = None
+        self._module: types.ModuleType | None = None
+        self._lock = asyncio.Lock()
+        self._bindings: dict[str, Any] = {}
+        self._runs: dict[str, Any] = {}
+
+    def get_entrypoint(self, name: str | None = None) -> EntrypointStub:
+        return EntrypointStub(self, name)
+
+    getEntrypoint = get_entrypoint  # noqa: N815
+
+    async def _code_dict(self) -> dict[str, Any]:
+        if self._code is None:
+            code = self._get_code()
+            if inspect.isawaitable(code):
+                code = await code
+            self._code = _check_code(self.id, code)
+            self.loader.loads += 1
+        return self._code
+
+    def _split_env(self, env: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        plain, bindings = {}, {}
+        for k, v in env.items():
+            if isinstance(v, (TenantWorkflowBinding, WorkflowBinding)):
+                bindings[k] = v
+            else:
+                plain[k] = v
+        return plain, bindings
+
+    async def isolate(self) -> Isolate:
+        async with self._lock:
+            if self._isolate is not None and self._isolate.alive:
+                self._isolate.last_used = asyncio.get_running_loop().time()
+                return self._isolate
+            code = await self._code_dict()
+            await self.loader._make_room()
+            plain, self._bindings = self._split_env(code.get("env") or {})
+            iso = await self.loader._pool.start(self._serve)
+            try:
+                await iso.conn.request({
+                    "op": "load",
+                    "code": {**code, "env": plain},
+                    "bindings": sorted(self._bindings),
+                })
+            except RemoteError as exc:
+                iso.kill("its code failed to load")
+                raise CodeLoadError(
+                    f"worker {self.id!r} failed to load: {exc.error['name']}: {exc.error['message']}"
+                ) from None
+            self._isolate = iso
+            return iso
+
+    def module(self) -> types.ModuleType:
+        if self._module is None:
+            assert self._code is not None
+            self._module = _load_inline(self.id, self._code)
+        return self._module
+
+    async def unload(self) -> None:
+        iso, self._isolate, self._module = self._isolate, None, None
+        if iso is not None:
+            await iso.close()
+
+    # -- requests from the isolate ----------------------------------------------------
+    async def _serve(self, msg: dict[str, Any]) -> Any:
+        if msg["op"] == "host":
+            return await self._host_call(msg)
+        if msg["op"] == "binding":
+            return await self._binding_call(msg)
+        raise ValueError(f"unknown request {msg['op']!r} from worker {self.id!r}")
+
+    async def _host_call(self, msg: dict[str, Any]) -> Any:
+        run = self._runs.get(msg["run"])
+        if run is None:
+            raise RuntimeError("this run pass has ended")
+        host, iso = run
+        task = asyncio.current_task()
+        assert task is not None
+        host_tasks: set[asyncio.Task[Any]] = run_tasks(host)
+        host_tasks.add(task)
+        method, args = msg["method"], msg["args"]
+        token = f"{msg['run']}:{args[0]}"
+        try:
+            result = await getattr(host, method)(*args)
+        finally:
+            host_tasks.discard(task)
+        if method == "do_begin" and result[0] == "run":
+            iso.attempt_started(token)
+        elif method == "do_end":
+            iso.attempt_ended(token)
+        return list(result) if isinstance(result, tuple) else result
+
+    async def _binding_call(self, msg: dict[str, Any]) -> Any:
+        binding = self._bindings.get(msg["binding"])
+        if binding is None:
+            raise LookupError(f"worker {self.id!r} has no binding {msg['binding']!r}")
+        method, args = msg["method"], msg["args"]
+        if msg["kind"] == "binding":
+            if method == "create":
+                return (await binding.create(args[0])).id
+            if method == "create_batch":
+                return [i.id for i in await binding.create_batch(args[0])]
+            if method == "get":
+                return (await binding.get(args[0])).id
+        elif method in {"status", "pause", "resume", "terminate", "restart", "send_event"}:
+            inst = await binding.get(args[0])
+            return await getattr(inst, method)(*args[1:])
+        raise ValueError(f"unknown binding call {method!r}")
+
+
+def run_tasks(host: Any) -> set[asyncio.Task[Any]]:
+    tasks: set[asyncio.Task[Any]] | None = getattr(host, "_remote_tasks", None)
+    if tasks is None:
+        tasks = set()
+        host._remote_tasks = tasks
+    return tasks
+
+
+class EntrypointStub:
+    """A class of a loaded worker: ``await run(event, step)`` or ``await fetch(request)``."""
+
+    def __init__(self, worker: WorkerStub, name: str | None) -> None:
+        self.worker, self.name = worker, name
+
+    async def run(self, event: Any, step: Step) -> Any:
+        w = self.worker
+        if w.loader.isolation == "inline":
+            await w._code_dict()
+            cls = _entry_class(w.module(), self.name, w.id)
+            env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
+            return await cls(None, env).run(event, step)
+        try:
+            iso = await w.isolate()
+        except CodeLoadError:
+            raise
+        token = f"r{next(_runs)}"
+        w._runs[token] = (step.host, iso)
+        n = iso.conn.request_id()
+        payload = {**event, "timestamp": _iso(event.get("timestamp"))}
+        try:
+            return await iso.conn.request(
+                {"op": "run", "run": token, "cls": self.name, "event": payload}, id=n
+            )
+        except ConnectionLost:
+            reason = iso.killed_for or "its process exited"
+            raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
+        except RemoteError as exc:
+            from dynwf.engine._step import error_from_dict
+
+            raise error_from_dict(exc.error) from None
+        except asyncio.CancelledError:
+            if iso.alive:
+                iso.conn.notify({"op": "cancel", "target": n})
+            raise
+        finally:
+            w._runs.pop(token, None)
+            for task in run_tasks(step.host):
+                task.cancel()
+
+    async def fetch(self, request: Request) -> Response:
+        w = self.worker
+        if w.loader.isolation == "inline":
+            await w._code_dict()
+            module = w.module()
+            env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
+            cls = getattr(module, self.name or "Default", None)
+            if cls is not None:
+                return await cls(None, env).fetch(request)  # type: ignore[no-any-return]
+            return await module.on_fetch(request, env)  # type: ignore[no-any-return]
+        iso = await w.isolate()
+        body = await request.bytes()
+        try:
+            out = await iso.conn.request({"op": "fetch", "cls": self.name, "request": {
+                "url": request.url, "method": request.method,
+                "headers": request.headers, "body": body.hex()}})
+        except ConnectionLost:
+            return Response("the tenant's worker crashed while handling this request", status=502)
+        except RemoteError as exc:
+            return Response(f"{exc.error['name']}: {exc.error['message']}", status=500)
+        return Response(bytes.fromhex(out["body"]), status=out["status"], headers=out["headers"])
+
+
+def _iso(ts: Any) -> Any:
+    return ts.isoformat() if isinstance(ts, datetime) else ts
+
+
+def _entry_class(module: types.ModuleType, name: str | None, id: str) -> Any:
+    cls = getattr(module, name or "Default", None)
+    if cls is None:
+        raise LookupError(f"worker {id!r} has no entrypoint class {name or 'Default'!r}")
+    return cls
+
+
+def _load_inline(id: str, code: Mapping[str, Any]) -> types.ModuleType:
+    """Execute a worker's modules in this process under private names (debug mode).
+
+    Sibling imports made while the main module loads resolve to this worker's own
+    modules; the names never enter ``sys.modules`` as bare names, so two tenants'
+    ``helpers`` modules do not collide.
+    """
+    prefix = f"_dynwf_worker_{abs(hash(id)):x}"
+    modules: dict[str, types.ModuleType] = {}
+    sources = {n[:-3] if n.endswith(".py") else n: s for n, s in code["modules"].items()}
+
+    class _Finder:
+        @staticmethod
+        def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
+            if fullname in sources:
+                import importlib.machinery
+
+                return importlib.machinery.ModuleSpec(fullname, _Loader())
+            return None
+
+    class _Loader:
+        def create_module(self, spec: Any) -> types.ModuleType:
+            return load(spec.name)
+
+        def exec_module(self, module: types.ModuleType) -> None:
+            pass
+
+    def load(name: str) -> types.ModuleType:
+        if name not in modules:
+            mod = types.ModuleType(f"{prefix}.{name}")
+            modules[name] = mod
+            exec(compile(sources[name], f"{id}/{name}.py", "exec"), mod.__dict__)
+        return modules[name]
+
+    main = code["mainModule"]
+    finder = _Finder()
+    sys.meta_path.insert(0, finder)  # type: ignore[arg-type]
+    saved = {n: sys.modules.pop(n) for n in sources if n in sys.modules}
+    try:
+        return load(main[:-3] if main.endswith(".py") else main)
+    finally:
+        sys.meta_path.remove(finder)  # type: ignore[arg-type]
+        for n in sources:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
