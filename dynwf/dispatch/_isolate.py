@@ -111,10 +111,10 @@ class IsolatePool:
             self._spare = asyncio.create_task(_spawn(self.limits))
 
     async def start(self, handler: Any) -> Isolate:
-        if self._spare is None:
-            self._spare = asyncio.create_task(_spawn(self.limits))
-        proc = await self._spare
+        # Claim the spare before awaiting it, so concurrent loads never share a process.
+        spare = self._spare or asyncio.create_task(_spawn(self.limits))
         self._spare = asyncio.create_task(_spawn(self.limits))  # the next cold load is warm
+        proc = await spare
         iso = Isolate(proc, handler)
         self._live.add(iso)
         if self._watch is None or self._watch.done():

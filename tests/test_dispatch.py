@@ -1,0 +1,190 @@
+"""Dynamic dispatch: tenants' own code, isolation, scoping, forged metadata, crashes, eviction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.engine import ManualClock, TimeControl
+from dynwf.errors import InstanceNotFoundError
+from dynwf.project import Project
+from dynwf.workers import Request
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project_two_tenants"
+pytestmark = pytest.mark.slow
+
+WORKER = '''
+import os
+from workers import WorkflowEntrypoint
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do(config={{"retries": {{"limit": 2, "delay": 0}}, "timeout": "1 minute"}})
+        async def risky(ctx):
+            if ctx["attempt"] == 1:
+                {body}
+            return ctx["attempt"]
+
+        return {{"attempt": await risky()}}
+'''
+
+
+def add_tenant(root: Path, name: str, body: str) -> None:
+    (root / "tenants" / name).mkdir()
+    (root / "tenants" / name / "worker.py").write_text(WORKER.format(body=body))
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "platform"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+@pytest.fixture
+async def make_project(project_dir: Path) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Project] = []
+
+    async def make(**kwargs: Any) -> Project:
+        kwargs.setdefault("clock", ManualClock())
+        p = Project.load(project_dir, **kwargs)
+        await p.start()
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        await p.stop()
+
+
+async def post(p: Project, tenant: str, body: dict[str, Any]) -> Any:
+    r = await p.fetch(Request(f"http://localhost/{tenant}/start", method="POST", body=json.dumps(body)))
+    assert r.status == 200, r.body
+    return json.loads(r.body)
+
+
+def binding(p: Project, tenant: str) -> TenantWorkflowBinding:
+    return wrap_workflow_binding({"tenantId": tenant}, env=p.env)
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+async def test_dispatch_each_tenant_runs_its_own_code_with_same_id(
+    make_project: Any, isolation: str
+) -> None:
+    p = await make_project(isolation=isolation)
+    assert await post(p, "acme", {"id": "order-1", "params": {"name": "ann"}}) == {
+        "id": "order-1", "tenant": "acme"}
+    await post(p, "globex", {"id": "order-1", "params": {"name": "bob"}})
+    await p.engine.wait_until_idle(timeout=30)
+    p.engine.clock.advance("1 hour")
+    await p.engine.wait_until_idle(timeout=30)
+    acme = await (await binding(p, "acme").get("order-1")).status()
+    globex = await (await binding(p, "globex").get("order-1")).status()
+    assert acme["output"] == {"tenant": "acme", "text": "HELLO ANN FROM ACME"}
+    assert globex["output"] == {"tenant": "globex", "text": "greetings bob, globex here", "n": 3}
+
+
+async def test_dispatch_foreign_id_is_not_found_like_a_missing_one(make_project: Any) -> None:
+    p = await make_project()
+    await post(p, "acme", {"id": "secret", "params": {"name": "ann"}})
+    with pytest.raises(InstanceNotFoundError) as foreign:
+        await binding(p, "globex").get("secret")
+    with pytest.raises(InstanceNotFoundError) as missing:
+        await binding(p, "globex").get("never-made")
+    assert str(foreign.value).replace("secret", "X") == str(missing.value).replace("never-made", "X")
+
+
+async def test_dispatch_forged_metadata_in_params_cannot_reroute(make_project: Any) -> None:
+    p = await make_project()
+    forged = {"__dispatcherMetadata": {"tenantId": "globex"}, "name": "mallory"}
+    await post(p, "acme", {"id": "forged", "params": forged})
+    await p.engine.wait_until_idle(timeout=30)
+    p.engine.clock.advance("1 hour")
+    await p.engine.wait_until_idle(timeout=30)
+    status = await (await binding(p, "acme").get("forged")).status()
+    assert status["output"]["tenant"] == "acme"  # acme's code ran, in acme's scope
+    with pytest.raises(InstanceNotFoundError):
+        await binding(p, "globex").get("forged")
+
+
+async def test_dispatch_without_envelope_errors_naming_wrap_workflow_binding(make_project: Any) -> None:
+    p = await make_project()
+    inst = await p.engine.binding("WORKFLOWS").create({"params": {"name": "raw"}})
+    await p.engine.wait_until_idle(timeout=30)
+    status = await inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["name"] == "MissingDispatcherMetadataError"
+    assert "wrap_workflow_binding" in status["error"]["message"]
+
+
+async def test_dispatch_step_calling_os_exit_fails_only_its_attempt(
+    make_project: Any, project_dir: Path
+) -> None:
+    add_tenant(project_dir, "crashy", "os._exit(1)")
+    p = await make_project()
+    crashy = await binding(p, "crashy").create({"id": "c"})
+    await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
+    await p.engine.wait_until_idle(timeout=30)
+    assert (await crashy.status())["output"] == {"attempt": 2}
+    st = p.engine.lookup("dynamic-workflow", '{"tenantId":"crashy"}', "c")
+    attempts = st.steps["do:risky#1"].attempts
+    assert [a.ok for a in attempts] == [False, True]
+    assert attempts[0].error["name"] == "WorkflowInternalError"
+    assert (await (await binding(p, "acme").get("a")).status())["status"] == "waiting"
+
+
+async def test_dispatch_step_spinning_forever_is_killed_at_cpu_limit(
+    make_project: Any, project_dir: Path
+) -> None:
+    add_tenant(project_dir, "spinner", "while True: pass")
+    p = await make_project(limits=IsolateLimits(cpu_ms=300))
+    spinner = await binding(p, "spinner").create({"id": "s"})
+    await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
+    await p.engine.wait_until_idle(timeout=30)
+    assert (await spinner.status())["output"] == {"attempt": 2}
+    assert (await (await binding(p, "acme").get("a")).status())["status"] == "waiting"
+
+
+async def test_dispatch_memory_cap_fails_the_attempt(make_project: Any, project_dir: Path) -> None:
+    add_tenant(project_dir, "hog", "blob = bytearray(2 * 1024 * 1024 * 1024)")
+    p = await make_project(limits=IsolateLimits(memory_mb=512))
+    hog = await binding(p, "hog").create({"id": "h"})
+    await p.engine.wait_until_idle(timeout=30)
+    assert (await hog.status())["output"] == {"attempt": 2}
+    st = p.engine.lookup("dynamic-workflow", '{"tenantId":"hog"}', "h")
+    assert st.steps["do:risky#1"].attempts[0].error["name"] in ("MemoryError", "WorkflowInternalError")
+
+
+async def test_dispatch_eviction_mid_workflow_reloads_and_replays(make_project: Any) -> None:
+    p = await make_project()
+    await post(p, "acme", {"id": "e", "params": {"name": "eve"}})
+    await p.engine.wait_until_idle(timeout=30)
+    loader = p.loaders["LOADER"]
+    assert loader.loaded() == ["acme"] and loader.loads == 1
+    assert await loader.evict("acme")
+    p.engine.clock.advance("1 hour")
+    await p.engine.wait_until_idle(timeout=30)
+    status = await (await binding(p, "acme").get("e")).status()
+    assert status["output"] == {"tenant": "acme", "text": "HELLO EVE FROM ACME"}
+    assert loader.loads == 2
+    st = p.engine.lookup("dynamic-workflow", '{"tenantId":"acme"}', "e")
+    assert st.steps["do:hello#1"].executions == 1 and st.steps["do:hello#1"].replays == 1
+
+
+async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> None:
+    p = await make_project(max_isolates=1, time=TimeControl(skip_sleeps=True))
+    await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
+    await post(p, "globex", {"id": "g", "params": {"name": "gus"}})
+    await p.engine.wait_until_idle(timeout=30)
+    loader = p.loaders["LOADER"]
+    live = [w for w in loader.loaded() if loader.get(w, lambda: {})._isolate is not None]
+    assert len(live) <= 1
+    for tenant, id in (("acme", "a"), ("globex", "g")):
+        assert (await (await binding(p, tenant).get(id)).status())["status"] == "complete"
