@@ -53,6 +53,7 @@ class Isolate:
         self.attempts: dict[str, int] = {}  # in-flight attempt -> CPU ms at its start
         self.last_used = time.monotonic()
         self.killed_for: str | None = None
+        self.busy = 0  # runs and fetches in flight
 
     async def _dispatch(self, msg: dict[str, Any]) -> Any:
         return await self.handler(msg)
@@ -129,6 +130,8 @@ class IsolatePool:
                 if not iso.alive:
                     self._live.discard(iso)
                     continue
+                if iso.busy:
+                    iso.last_used = now
                 if iso.attempts:
                     cpu = _cpu_ms(iso.pid)
                     if any(cpu - start > self.limits.cpu_ms for start in iso.attempts.values()):

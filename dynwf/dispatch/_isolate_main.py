@@ -110,6 +110,18 @@ class Env:
         self.__dict__.update(values)
 
 
+def _where(exc: BaseException, root: Path) -> str:
+    """``module.py:line`` of the deepest frame inside the worker's own modules."""
+    where = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        path = Path(tb.tb_frame.f_code.co_filename)
+        if root in path.parents:
+            where = f"{path.relative_to(root)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
 class Worker:
     def __init__(self) -> None:
         self.module: Any = None
@@ -145,7 +157,13 @@ class Worker:
             values[name] = RemoteBinding(self.conn, name)
         self.env = Env(values)
         module_name = main[:-3] if main.endswith(".py") else main
-        self.module = importlib.import_module(module_name.replace("/", "."))
+        try:
+            self.module = importlib.import_module(module_name.replace("/", "."))
+        except SyntaxError as exc:
+            where = f"{Path(exc.filename or main).name}:{exc.lineno}"
+            raise SyntaxError(f"{where}: {exc.msg}") from None
+        except Exception as exc:
+            raise type(exc)(f"{_where(exc, root)}: {exc}") from None
         return {"pid": os.getpid()}
 
     async def run(self, msg: dict[str, Any]) -> Any:

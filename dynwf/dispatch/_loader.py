@@ -24,7 +24,7 @@ from dynwf.dispatch._api import TenantWorkflowBinding
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
 from dynwf.engine import Step, WorkflowBinding
-from dynwf.engine._pass import PassInterrupted
+from dynwf.engine._pass import PassInterrupted, PassParked
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 
@@ -69,6 +69,7 @@ class WorkerLoader:
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
         self.loads = 0  # how many times code was loaded (for tests and the bench)
+        self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
 
     def warm(self) -> None:
         """Start a spare isolate in the background (process isolation only)."""
@@ -80,8 +81,19 @@ class WorkerLoader:
         if stub is None:
             stub = WorkerStub(self, id, get_code)
             self._workers[id] = stub
+        else:
+            stub._get_code = get_code  # the latest dispatcher's closure, for reloads
         self._workers.move_to_end(id)
         return stub
+
+    async def reload(self) -> dict[str, str | None]:
+        """Reload every loaded worker whose code changed: ``{id: error or None}``."""
+        results: dict[str, str | None] = {}
+        for id, stub in list(self._workers.items()):
+            outcome = await stub.reload()
+            if outcome != "unchanged":
+                results[id] = None if outcome == "reloaded" else outcome
+        return results
 
     def loaded(self) -> list[str]:
         return list(self._workers)
@@ -105,10 +117,21 @@ class WorkerLoader:
                 await self.evict(id)
 
     async def _make_room(self) -> None:
-        live = [s for s in self._workers.values() if s._isolate is not None]
-        while len(live) >= self.max_isolates:
-            oldest = live.pop(0)  # least recently used first
-            await self.evict(oldest.id)
+        """Evict least recently used isolates until one more fits, idle ones first.
+
+        If every isolate is busy, wait up to 5 s for one to go idle; after that the
+        oldest is evicted anyway (its passes are interrupted and replay elsewhere).
+        """
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while True:
+            live = [s for s in self._workers.values() if s._isolate is not None and s._isolate.alive]
+            if len(live) < self.max_isolates:
+                return
+            idle = [s for s in live if s._isolate is not None and not s._isolate.busy]
+            if idle or asyncio.get_running_loop().time() > deadline:
+                await self.evict((idle or live)[0].id)
+            else:
+                await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         await self.evict_all()
@@ -126,11 +149,63 @@ class WorkerStub:
         self._lock = asyncio.Lock()
         self._bindings: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
+        self.broken: str | None = None  # the load error of the newest code, if it failed
 
     def get_entrypoint(self, name: str | None = None) -> EntrypointStub:
         return EntrypointStub(self, name)
 
     getEntrypoint = get_entrypoint  # noqa: N815
+
+    async def _fresh_code(self) -> dict[str, Any]:
+        code = self._get_code()
+        if inspect.isawaitable(code):
+            code = await code
+        return _check_code(self.id, code)
+
+    async def reload(self) -> str:
+        """Load the worker's current code; "unchanged", "reloaded" or the load error.
+
+        On an error the last good version keeps answering requests, while workflow
+        passes park (wait) until the code loads again.
+        """
+        try:
+            code = await self._fresh_code()
+        except Exception as exc:
+            return self._fail(f"get_code() failed: {type(exc).__name__}: {exc}")
+        if code == self._code and self.broken is None:
+            return "unchanged"
+        old_iso, old_module, old_code = self._isolate, self._module, self._code
+        self._code, self._isolate, self._module = code, None, None
+        try:
+            if self.loader.isolation == "inline":
+                self.module()
+            else:
+                await self.isolate()
+        except (CodeLoadError, Exception) as exc:
+            self._code, self._isolate, self._module = old_code, old_iso, old_module
+            return self._fail(str(exc))
+        self.broken = None
+        self._interrupt_runs()
+        if old_iso is not None:
+            asyncio.create_task(self._drain(old_iso))
+        return "reloaded"
+
+    def _fail(self, error: str) -> str:
+        self.broken = error
+        self._interrupt_runs()  # running passes end at their next step and park
+        return error
+
+    def _interrupt_runs(self) -> None:
+        for host, _iso in list(self._runs.values()):
+            interrupt = getattr(host, "interrupt", None)
+            if interrupt is not None:
+                interrupt()
+
+    async def _drain(self, iso: Isolate) -> None:
+        """Close a replaced isolate once no pass runs in it any more."""
+        while any(i is iso for _h, i in self._runs.values()):
+            await asyncio.sleep(0.05)
+        await iso.close()
 
     async def _code_dict(self) -> dict[str, Any]:
         if self._code is None:
@@ -156,20 +231,27 @@ class WorkerStub:
                 self._isolate.last_used = asyncio.get_running_loop().time()
                 return self._isolate
             code = await self._code_dict()
-            await self.loader._make_room()
             plain, self._bindings = self._split_env(code.get("env") or {})
-            iso = await self.loader._pool.start(self._serve)
+            async with self.loader._slots:
+                await self.loader._make_room()
+                iso = await self.loader._pool.start(self._serve)
+                self._isolate = iso  # holds the slot while the code loads
             try:
                 await iso.conn.request({
                     "op": "load",
                     "code": {**code, "env": plain},
                     "bindings": sorted(self._bindings),
                 })
-            except RemoteError as exc:
-                iso.kill("its code failed to load")
-                raise CodeLoadError(
-                    f"worker {self.id!r} failed to load: {exc.error['name']}: {exc.error['message']}"
-                ) from None
+            except (RemoteError, ConnectionLost) as exc:
+                self._isolate = None
+                if isinstance(exc, ConnectionLost) and iso.killed_for is not None:
+                    raise PassInterrupted(f"worker {self.id!r} was evicted while loading") from None
+                iso.kill("its code failed to load", quiet=True)
+                detail = (
+                    f"{exc.error['name']}: {exc.error['message']}"
+                    if isinstance(exc, RemoteError) else "the process exited while loading"
+                )
+                raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
             self._isolate = iso
             return iso
 
@@ -247,17 +329,31 @@ class EntrypointStub:
 
     async def run(self, event: Any, step: Step) -> Any:
         w = self.worker
+        if w.broken is not None:
+            raise PassParked(f"worker {w.id!r}: {w.broken}")
         if w.loader.isolation == "inline":
-            await w._code_dict()
-            cls = _entry_class(w.module(), self.name, w.id)
+            try:
+                await w._code_dict()
+                module = w.module()
+            except Exception as exc:
+                w.broken = f"{type(exc).__name__}: {exc}"
+                raise PassParked(f"worker {w.id!r}: {w.broken}") from None
+            cls = _entry_class(module, self.name, w.id)
             env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
-            return await cls(None, env).run(event, step)
+            token = f"r{next(_runs)}"
+            w._runs[token] = (step.host, None)
+            try:
+                return await cls(None, env).run(event, step)
+            finally:
+                w._runs.pop(token, None)
         try:
             iso = await w.isolate()
-        except CodeLoadError:
-            raise
+        except CodeLoadError as exc:
+            w.broken = str(exc)
+            raise PassParked(str(exc)) from None
         token = f"r{next(_runs)}"
         w._runs[token] = (step.host, iso)
+        iso.busy += 1
         n = iso.conn.request_id()
         payload = {**event, "timestamp": _iso(event.get("timestamp"))}
         try:
@@ -276,6 +372,7 @@ class EntrypointStub:
                 iso.conn.notify({"op": "cancel", "target": n})
             raise
         finally:
+            iso.busy -= 1
             w._runs.pop(token, None)
             for task in run_tasks(step.host):
                 task.cancel()
@@ -292,6 +389,7 @@ class EntrypointStub:
             return await module.on_fetch(request, env)  # type: ignore[no-any-return]
         iso = await w.isolate()
         body = await request.bytes()
+        iso.busy += 1
         try:
             out = await iso.conn.request({"op": "fetch", "cls": self.name, "request": {
                 "url": request.url, "method": request.method,
@@ -300,6 +398,8 @@ class EntrypointStub:
             return Response("the tenant's worker crashed while handling this request", status=502)
         except RemoteError as exc:
             return Response(f"{exc.error['name']}: {exc.error['message']}", status=500)
+        finally:
+            iso.busy -= 1
         return Response(bytes.fromhex(out["body"]), status=out["status"], headers=out["headers"])
 
 

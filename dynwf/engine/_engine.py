@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from dynwf.engine._clock import Clock, SystemClock
 from dynwf.engine._model import ErrorDict, InstanceState, Row, StepState, fold
-from dynwf.engine._pass import Pass, PassInterrupted
+from dynwf.engine._pass import Pass, PassInterrupted, PassParked
 from dynwf.engine._rules import (
     DEFAULT_STEP_LIMIT,
     check_event_type,
@@ -174,6 +174,7 @@ class Engine:
         self._interruptions: dict[str, int] = {}
         self._delayed: set[asyncio.TimerHandle] = set()
         self._reruns = 0
+        self._parked: set[str] = set()
         self.fatal: BaseException | None = None
 
     # -- registry ------------------------------------------------------------------
@@ -263,7 +264,10 @@ class Engine:
         if st.status is Status.QUEUED:
             self._schedule(st)
         elif st.status is Status.WAITING:
-            self._arm(st)
+            if st.pending_wake() is None and not st.waiting_types():
+                self._wake(st)  # parked on a code error before the restart: try again
+            else:
+                self._arm(st)
         log.debug("recovered %s (%s -> %s)", st.id, before, st.status)
 
     # -- facts and commits -----------------------------------------------------------
@@ -525,6 +529,23 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def unpark(self) -> int:
+        """Run again every instance parked because its code did not load; returns how many."""
+        parked, self._parked = self._parked, set()
+        for uid in parked:
+            st = self._instances.get(uid)
+            if st is not None and st.status is Status.WAITING:
+                self._wake(st)
+        return len(parked)
+
+    def interrupt(self, uid: str) -> bool:
+        """End the instance's running pass at its next step boundary and run it again."""
+        p = self._slots.running.get(uid)
+        if p is None:
+            return False
+        p.interrupt()
+        return True
+
     def _rerun_later(self, st: InstanceState) -> None:
         """Run an interrupted instance again, backing off if its code keeps failing."""
         n = self._interruptions.get(st.uid, 0)
@@ -588,6 +609,15 @@ class Engine:
             p.task = asyncio.create_task(wf.program.run(event, p))
             try:
                 output = await p.task
+            except PassParked as exc:
+                if p.aborted:
+                    return
+                self._pass_facts(p)
+                if st.status is Status.RUNNING:
+                    self.set_status(st, Event.SUSPEND)
+                self._parked.add(st.uid)
+                log.warning("instance %s waits until its code loads again: %s", st.id, exc)
+                self.emit("parked", (st, str(exc)))
             except PassInterrupted as exc:
                 if p.aborted:
                     return
@@ -655,6 +685,10 @@ class Engine:
         self._pass_facts(p)
         if self.stopping and st.status is Status.RUNNING:
             return  # left running: recovery re-queues it
+        if p.interrupt_requested and st.status is Status.RUNNING:
+            p.interrupted = True  # reloaded code: run again at once, from the top
+            self._interruptions.pop(st.uid, None)
+            return
         self.set_status(st, Event.SUSPEND)
         self.emit("pass", (st, "suspended"))
 

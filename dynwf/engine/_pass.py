@@ -31,6 +31,14 @@ class PassInterrupted(BaseException):
     """
 
 
+class PassParked(BaseException):
+    """Raised by a program whose code cannot load now (a syntax or import error).
+
+    The instance waits, neither errored nor retried, until ``Engine.unpark()`` (called
+    when the code loads again) or the next engine start.
+    """
+
+
 class StepLimitError(Exception):
     """An instance asked for more ``step.do`` calls than its workflow allows."""
 
@@ -52,6 +60,7 @@ class Pass:
         self.suspending = False
         self.aborted = False
         self.interrupted = False
+        self.interrupt_requested = False
         self._configs: dict[str, StepConfig] = {}
 
     # -- ending the pass ------------------------------------------------------------
@@ -65,9 +74,17 @@ class Pass:
         if self.suspending and not self.inflight and self.task is not None:
             self.task.cancel()
 
+    def interrupt(self) -> None:
+        """End this pass at its next step boundary and run the instance again (new code)."""
+        self.interrupt_requested = True
+
     async def _boundary(self) -> None:
-        """Before new work: a pause request or a stopping engine ends the pass here."""
-        if self.st.status is Status.WAITING_FOR_PAUSE or self.engine.stopping:
+        """Before new work: a pause request, a stopping engine or a reload ends the pass."""
+        if (
+            self.st.status is Status.WAITING_FOR_PAUSE
+            or self.engine.stopping
+            or self.interrupt_requested
+        ):
             await self._suspend()
 
     def _config(self, s: StepState) -> StepConfig:

@@ -1,0 +1,229 @@
+"""Reading and steering instances straight from the journal, when no ``dynwf dev`` serves it.
+
+Reads open the journal read-only: DuckDB lets several read-only connections share
+the file, but none while a writer holds it. Steering opens a steering engine
+(``Engine(journal, execute=False)``) for the one call: it records the facts and
+runs nothing; the next ``dynwf dev`` or ``dynwf run`` recovers and acts on them.
+A lock held by another process is waited out briefly (another ``inspect`` or a
+steering call is over in milliseconds), then reported as ``JournalInUseError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from dynwf.client._detail import detail_of
+from dynwf.client._errors import JournalInUseError, StateNotFoundError
+from dynwf.client._model import (
+    Action,
+    InstanceDetail,
+    InstanceSummary,
+    Steered,
+    check_listing,
+    pick,
+)
+from dynwf.engine import Engine, InstanceState, iso_ms
+from dynwf.engine._model import fold
+from dynwf.errors import JournalError, WorkflowNotFoundError
+from dynwf.journal import InstanceRow, Journal
+
+T = TypeVar("T")
+_PID = re.compile(r"\(PID (\d+)\)")
+
+
+class JournalStateClient:
+    """A ``StateClient`` over the journal file itself."""
+
+    kind: Literal["dev", "journal"] = "journal"
+
+    def __init__(self, journal: str | Path, *, lock_wait: float = 1.0) -> None:
+        self.path = Path(journal)
+        self.location = str(self.path)
+        self.lock_wait = lock_wait
+        self._where = f"the journal {self.path}"
+
+    def __repr__(self) -> str:
+        return f"<JournalStateClient {self.location}>"
+
+    # -- reading -------------------------------------------------------------------
+    async def list_instances(
+        self,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[InstanceSummary]:
+        check_listing(status, limit)
+        journal = await self._locked(lambda: Journal(self.path, read_only=True))
+        try:
+            if workflow is not None:
+                _check_workflow(journal, workflow, self._where)
+            rows = journal.instances(workflow=workflow, scope=tenant, status=status, limit=limit)
+        finally:
+            journal.close()
+        return [
+            InstanceSummary(r.id, r.scope, r.workflow, r.status, iso_ms(r.created), r.steps)
+            for r in rows
+        ]
+
+    async def describe(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> InstanceDetail:
+        journal = await self._locked(lambda: Journal(self.path, read_only=True))
+        try:
+            uid = self._resolve(journal, id, workflow, tenant).uid
+            st = fold(uid, journal.facts([uid]).get(uid, []))
+        finally:
+            journal.close()
+        return detail_of(st)
+
+    # -- steering ------------------------------------------------------------------
+    async def pause(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "pause")
+
+    async def resume(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "resume")
+
+    async def terminate(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "terminate")
+
+    async def restart(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "restart")
+
+    async def send_event(
+        self,
+        id: str,
+        type: str,
+        payload: Any,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+    ) -> Steered:
+        async def send(engine: Engine, st: InstanceState) -> None:
+            await engine.send_event(st, type, payload)
+
+        return await self._with_engine(id, workflow, tenant, "send_event", send)
+
+    async def _steer(
+        self, id: str, workflow: str | None, tenant: str | None, action: Action
+    ) -> Steered:
+        async def act(engine: Engine, st: InstanceState) -> None:
+            await getattr(engine, action)(st)
+
+        return await self._with_engine(id, workflow, tenant, action, act)
+
+    async def _with_engine(
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action | Literal["send_event"],
+        call: Callable[[Engine, InstanceState], Awaitable[None]],
+    ) -> Steered:
+        # Resolve read-only first: ambiguity and typos never open the file for writing.
+        journal = await self._locked(lambda: Journal(self.path, read_only=True))
+        try:
+            row = self._resolve(journal, id, workflow, tenant)
+        finally:
+            journal.close()
+        engine = Engine(self.path, execute=False)
+        await self._locked_async(engine.start)
+        try:
+            st = engine.lookup(row.workflow, row.scope, row.id)
+            await call(engine, st)
+            status = st.status.value
+        finally:
+            await engine.stop()
+        return Steered(row.id, row.workflow, row.scope, action, status)
+
+    # -- the journal file ----------------------------------------------------------
+    def _resolve(
+        self, journal: Journal, id: str, workflow: str | None, tenant: str | None
+    ) -> InstanceRow:
+        rows = journal.instances(id=id)
+        workflow_, tenant_ = pick(
+            id,
+            [(r.workflow, r.scope) for r in rows],
+            workflow=workflow,
+            tenant=tenant,
+            where=self._where,
+        )
+        return next(r for r in rows if (r.workflow, r.scope) == (workflow_, tenant_))
+
+    async def _locked(self, open_: Callable[[], T]) -> T:
+        async def call() -> T:
+            return open_()
+
+        return await self._locked_async(call)
+
+    async def _locked_async(self, open_: Callable[[], Awaitable[T]]) -> T:
+        """``open_()``, retried while another process holds the file, for up to ``lock_wait`` s."""
+        if not self.path.exists():
+            raise StateNotFoundError(
+                f"no journal at {self.path}: nothing has run in this project yet (start "
+                "`dynwf dev` or `dynwf run`), or point --persist-to / DYNWF_PERSIST_TO at the "
+                "state directory"
+            )
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.02
+        while True:
+            try:
+                return await open_()
+            except JournalError as exc:
+                pid = _lock_holder(exc)
+                if pid is False:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise self._in_use(pid) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _in_use(self, pid: int | None) -> JournalInUseError:
+        holder = f"pid {pid}{_command_of(pid)}" if pid is not None else "pid unknown"
+        return JournalInUseError(
+            f"the journal {self.path} is in use by another dynwf process ({holder}) and no "
+            f"running `dynwf dev` API serves it ({self.path.parent / 'dev.json'} is missing "
+            "or stale): wait for that process to finish or stop it, then try again",
+            pid,
+        )
+
+
+def _check_workflow(journal: Journal, workflow: str, where: str) -> None:
+    known = journal.workflows()
+    if workflow not in known:
+        raise WorkflowNotFoundError(
+            f"no instance of workflow {workflow!r} in {where} (workflows with instances: "
+            f"{', '.join(known) or 'none'}): check --workflow"
+        )
+
+
+def _lock_holder(exc: JournalError) -> int | None | Literal[False]:
+    """The pid holding the file (None if unknown) when ``exc`` is a lock conflict, else False."""
+    cause = str(exc.__cause__ or "")
+    if "lock" not in cause.lower():
+        return False
+    m = _PID.search(cause)
+    return int(m.group(1)) if m else None
+
+
+def _command_of(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    cmd = " ".join(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+    return f": {cmd[:77] + '...' if len(cmd) > 80 else cmd}" if cmd else ""

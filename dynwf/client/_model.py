@@ -1,0 +1,189 @@
+"""What a state client returns, the protocol both clients follow, and how an id is resolved.
+
+JSON shapes (stable; ``dynwf inspect --json`` and ``dynwf instances ... --json``
+print exactly these):
+
+    InstanceSummary.as_json()
+        {"id": str, "tenant": str, "workflow": str, "status": str,
+         "created": str | null, "steps": int}
+    Steered.as_json()
+        {"id": str, "workflow": str, "tenant": str,
+         "action": "pause" | "resume" | "terminate" | "restart" | "send_event",
+         "status": str}                      # the status right after the action
+    InstanceDetail (a dict): the explorer API's instance detail plus dynwf's keys
+        {"id": str, "workflow": str, "tenant": str,
+         "status": str, "params": any, "queued": str | null, "start": str | null,
+         "end": str | null, "output": any, "error": {"name", "message"} | null,
+         "steps": [step, ...], "step_count": int,
+         "warnings": [{"timestamp": str, "message": str, "missing": [str], "ran": [str]}]}
+      step of type "step":
+         {"name": "<name>-<count>", "start", "end", "success": bool | null,
+          "type": "step", "output"? (only when success), "config",
+          "attempts": [{"start", "end", "success": bool | null, "error"}],
+          "executions": int, "replays": int}
+      step of type "sleep":
+         {"name", "start", "end", "finished": bool, "type": "sleep", "error": null,
+          "executions": int, "replays": int}
+      step of type "waitForEvent":
+         {"name", "start", "end", "finished": bool, "type": "waitForEvent", "error",
+          "output": {"type", "payload", "timestamp"} | null, "executions": int, "replays": int}
+
+Times are ISO 8601 UTC with milliseconds and a ``Z``. A tenant of ``""`` is the
+platform's own scope (an instance no tenant created). ``executions`` counts how
+often a step's callback really ran, ``replays`` how often a later pass took its
+result from the journal instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from dynwf.client._errors import AmbiguousInstanceError
+from dynwf.engine import Status
+from dynwf.errors import InstanceNotFoundError, ValidationError
+
+InstanceDetail = dict[str, Any]
+Action = Literal["pause", "resume", "terminate", "restart"]
+Place = tuple[str, str]  # (workflow, tenant)
+STATUSES = tuple(s.value for s in Status)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSummary:
+    """One line of an instance listing."""
+
+    id: str
+    tenant: str
+    workflow: str
+    status: str
+    created: str | None
+    steps: int
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Steered:
+    """What a pause, resume, terminate, restart or send_event did, and the status after it."""
+
+    id: str
+    workflow: str
+    tenant: str
+    action: Action | Literal["send_event"]
+    status: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StateClient(Protocol):
+    """Reads and steers the instances of one project's state, wherever it is held."""
+
+    kind: Literal["dev", "journal"]
+    location: str  # the dev server's URL or the journal's path
+
+    async def list_instances(
+        self,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[InstanceSummary]:
+        """Instances, newest first; ``None`` filters match everything."""
+        ...
+
+    async def describe(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> InstanceDetail: ...
+
+    async def pause(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered: ...
+
+    async def resume(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered: ...
+
+    async def terminate(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered: ...
+
+    async def restart(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered: ...
+
+    async def send_event(
+        self,
+        id: str,
+        type: str,
+        payload: Any,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+    ) -> Steered: ...
+
+
+def check_listing(status: str | None, limit: int) -> None:
+    if status is not None and status not in STATUSES:
+        raise ValidationError(
+            f"status {status!r} is not an instance status; use one of: {', '.join(STATUSES)}"
+        )
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError(f"limit {limit!r} must be a whole number of at least 1")
+
+
+def place_text(place: Place) -> str:
+    workflow, tenant = place
+    return f"workflow {workflow!r} " + (f"tenant {tenant!r}" if tenant else "(no tenant)")
+
+
+def place_flags(place: Place) -> str:
+    workflow, tenant = place
+    return f"--workflow {workflow} --tenant {tenant or repr('')}"
+
+
+def filters_text(workflow: str | None, tenant: str | None) -> str:
+    parts = []
+    if workflow is not None:
+        parts.append(f"workflow {workflow!r}")
+    if tenant is not None:
+        parts.append(f"tenant {tenant!r}" if tenant else "no tenant")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def pick(
+    id: str, places: list[Place], *, workflow: str | None, tenant: str | None, where: str
+) -> Place:
+    """The one place that holds ``id`` and matches the filters, else a not-found/ambiguous error.
+
+    ``places`` is every (workflow, tenant) known to hold the id, filtered or not: the
+    ones outside the filters make the not-found message say where the id does exist.
+    """
+    found = sorted(set(places))
+    matching = [
+        p
+        for p in found
+        if (workflow is None or p[0] == workflow) and (tenant is None or p[1] == tenant)
+    ]
+    if len(matching) == 1:
+        return matching[0]
+    if matching:
+        listed = ", ".join(place_text(p) for p in matching)
+        raise AmbiguousInstanceError(
+            f"instance id {id!r} is used in {len(matching)} places in {where}: {listed}; "
+            f"pass --workflow and --tenant to choose one, e.g. {place_flags(matching[0])}",
+            matching,
+        )
+    asked = filters_text(workflow, tenant)
+    if found:
+        listed = ", ".join(place_text(p) for p in found)
+        raise InstanceNotFoundError(
+            f"no instance {id!r}{asked} in {where}, but {listed} has one: "
+            f"pass {place_flags(found[0])} to use it"
+        )
+    raise InstanceNotFoundError(
+        f"no instance {id!r}{asked} in {where}: `dynwf inspect` lists the instances"
+    )
