@@ -486,6 +486,8 @@ class Engine:
 
     def _wake(self, st: InstanceState) -> None:
         self._timer_gen[st.uid] = self._timer_gen.get(st.uid, 0) + 1
+        if st.uid in self._parked:
+            return  # its code does not load: it waits for unpark(), not for timers or events
         if st.status is Status.WAITING:
             self.set_status(st, Event.WAKE)
             self._schedule(st)
@@ -616,6 +618,7 @@ class Engine:
                 if st.status is Status.RUNNING:
                     self.set_status(st, Event.SUSPEND)
                 self._parked.add(st.uid)
+                self._timer_gen[st.uid] = self._timer_gen.get(st.uid, 0) + 1
                 log.warning("instance %s waits until its code loads again: %s", st.id, exc)
                 self.emit("parked", (st, str(exc)))
             except PassInterrupted as exc:
@@ -654,7 +657,7 @@ class Engine:
             p.task = None
             if self._slots.running.get(st.uid) is p:
                 del self._slots.running[st.uid]
-            if not p.aborted and st.status is Status.WAITING:
+            if not p.aborted and st.status is Status.WAITING and st.uid not in self._parked:
                 self._arm(st)
             elif st.status is Status.QUEUED and not self.stopping:
                 # woken (event, resume, restart) while this pass was still closing

@@ -128,6 +128,19 @@ class Project:
                 prog.cls = cls  # hot reload: the next pass uses the new class
         self.main = main
 
+    def reload_main(self, files: tuple[str, ...] = ()) -> str | None:
+        """Re-import the dispatcher if one of ``files`` (all, if empty) is outside tenants'
+        loaded code; returns the error text, or None. On error the old one keeps serving."""
+        main_dir = (self.root / (self.config.main or "")).resolve().parent
+        if files and not any(Path(f).resolve().parent == main_dir for f in files):
+            return None
+        try:
+            main = self.import_main()
+            self._bind(main)
+        except ProjectError as exc:
+            return str(exc)
+        return None
+
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         main = self.import_main()
