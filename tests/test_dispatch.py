@@ -19,7 +19,7 @@ from dynwf.workers import Request
 FIXTURE = Path(__file__).parent / "fixtures" / "project_two_tenants"
 pytestmark = pytest.mark.slow
 
-WORKER = '''
+WORKER = """
 import os
 from workers import WorkflowEntrypoint
 
@@ -33,7 +33,7 @@ class TenantWorkflow(WorkflowEntrypoint):
             return ctx["attempt"]
 
         return {{"attempt": await risky()}}
-'''
+"""
 
 
 def add_tenant(root: Path, name: str, body: str) -> None:
@@ -65,7 +65,9 @@ async def make_project(project_dir: Path) -> AsyncIterator[Callable[..., Any]]:
 
 
 async def post(p: Project, tenant: str, body: dict[str, Any]) -> Any:
-    r = await p.fetch(Request(f"http://localhost/{tenant}/start", method="POST", body=json.dumps(body)))
+    r = await p.fetch(
+        Request(f"http://localhost/{tenant}/start", method="POST", body=json.dumps(body))
+    )
     assert r.status == 200, r.body
     return json.loads(r.body)
 
@@ -80,7 +82,9 @@ async def test_dispatch_each_tenant_runs_its_own_code_with_same_id(
 ) -> None:
     p = await make_project(isolation=isolation)
     assert await post(p, "acme", {"id": "order-1", "params": {"name": "ann"}}) == {
-        "id": "order-1", "tenant": "acme"}
+        "id": "order-1",
+        "tenant": "acme",
+    }
     await post(p, "globex", {"id": "order-1", "params": {"name": "bob"}})
     await p.engine.wait_until_idle(timeout=30)
     p.engine.clock.advance("1 hour")
@@ -98,7 +102,9 @@ async def test_dispatch_foreign_id_is_not_found_like_a_missing_one(make_project:
         await binding(p, "globex").get("secret")
     with pytest.raises(InstanceNotFoundError) as missing:
         await binding(p, "globex").get("never-made")
-    assert str(foreign.value).replace("secret", "X") == str(missing.value).replace("never-made", "X")
+    assert str(foreign.value).replace("secret", "X") == str(missing.value).replace(
+        "never-made", "X"
+    )
 
 
 async def test_dispatch_forged_metadata_in_params_cannot_reroute(make_project: Any) -> None:
@@ -114,7 +120,9 @@ async def test_dispatch_forged_metadata_in_params_cannot_reroute(make_project: A
         await binding(p, "globex").get("forged")
 
 
-async def test_dispatch_without_envelope_errors_naming_wrap_workflow_binding(make_project: Any) -> None:
+async def test_dispatch_without_envelope_errors_naming_wrap_workflow_binding(
+    make_project: Any,
+) -> None:
     p = await make_project()
     inst = await p.engine.binding("WORKFLOWS").create({"params": {"name": "raw"}})
     await p.engine.wait_until_idle(timeout=30)
@@ -159,7 +167,10 @@ async def test_dispatch_memory_cap_fails_the_attempt(make_project: Any, project_
     await p.engine.wait_until_idle(timeout=30)
     assert (await hog.status())["output"] == {"attempt": 2}
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"hog"}', "h")
-    assert st.steps["do:risky#1"].attempts[0].error["name"] in ("MemoryError", "WorkflowInternalError")
+    assert st.steps["do:risky#1"].attempts[0].error["name"] in (
+        "MemoryError",
+        "WorkflowInternalError",
+    )
 
 
 async def test_dispatch_eviction_mid_workflow_reloads_and_replays(make_project: Any) -> None:

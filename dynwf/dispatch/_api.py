@@ -46,7 +46,7 @@ class TenantWorkflowBinding:
         """Only instances this tenant created; any other id is 'not found'."""
         return await self._inner.get(id)
 
-    createBatch = create_batch  # noqa: N815
+    createBatch = create_batch
 
 
 def _enveloped(options: dict[str, Any], metadata: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ isolate, where the cut attempts count as failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -72,33 +73,39 @@ class Isolate:
         if self.proc.returncode is None:
             self.killed_for = reason
             (log.debug if quiet else log.warning)("isolate pid %s killed: %s", self.pid, reason)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     async def close(self) -> None:
         if self.alive:
             self.kill("evicted", quiet=True)
         await self.conn.close()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 5)
-        except TimeoutError:
-            pass
 
 
 async def _spawn(limits: IsolateLimits) -> asyncio.subprocess.Process:
     env = {**os.environ, "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb)}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dynwf.dispatch._isolate_main",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        "-m",
+        "dynwf.dispatch._isolate_main",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
     )
 
 
 class IsolatePool:
     """Starts isolates (keeping one warm spare), watches their CPU, evicts idle ones."""
 
-    def __init__(self, limits: IsolateLimits, *, idle_seconds: float, on_evict: Callable[[Isolate], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        limits: IsolateLimits,
+        *,
+        idle_seconds: float,
+        on_evict: Callable[[Isolate], Awaitable[None]],
+    ) -> None:
         self.limits = limits
         self.idle_seconds = idle_seconds
         self._spare: asyncio.Task[asyncio.subprocess.Process] | None = None

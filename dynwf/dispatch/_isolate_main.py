@@ -30,24 +30,27 @@ class RemoteHost:
 
     async def _call(self, method: str, *args: Any) -> Any:
         try:
-            return await self._conn.request({"op": "host", "run": self._run, "method": method,
-                                             "args": list(args)})
+            return await self._conn.request(
+                {"op": "host", "run": self._run, "method": method, "args": list(args)}
+            )
         except RemoteError as exc:
             raise error_from_dict(exc.error) from None
 
     async def do_begin(self, key: str, name: str, count: int, config: Any) -> DoBegin:
-        return tuple(await self._call("do_begin", key, name, count, config))  # type: ignore[return-value]
+        return tuple(await self._call("do_begin", key, name, count, config))
 
-    async def do_end(self, key: str, attempt: int, ok: bool, value: Any, error: Any,
-                     retryable: bool) -> Outcome:
-        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable))  # type: ignore[return-value]
+    async def do_end(
+        self, key: str, attempt: int, ok: bool, value: Any, error: Any, retryable: bool
+    ) -> Outcome:
+        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable))
 
     async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:
         await self._call("sleep", key, name, count, ms, until)
 
-    async def wait_for_event(self, key: str, name: str, count: int, type_: str,
-                             timeout_ms: int) -> Outcome:
-        return tuple(await self._call("wait_for_event", key, name, count, type_, timeout_ms))  # type: ignore[return-value]
+    async def wait_for_event(
+        self, key: str, name: str, count: int, type_: str, timeout_ms: int
+    ) -> Outcome:
+        return tuple(await self._call("wait_for_event", key, name, count, type_, timeout_ms))
 
 
 class RemoteInstance:
@@ -75,7 +78,7 @@ class RemoteInstance:
     async def send_event(self, event: Any = None, **kwargs: Any) -> None:
         await self._call("send_event", {**(event or {}), **kwargs})
 
-    sendEvent = send_event  # noqa: N815
+    sendEvent = send_event
 
 
 class RemoteBinding:
@@ -86,13 +89,22 @@ class RemoteBinding:
 
     async def _call(self, kind: str, method: str, *args: Any) -> Any:
         try:
-            return await self._conn.request({"op": "binding", "binding": self._name,
-                                             "kind": kind, "method": method, "args": list(args)})
+            return await self._conn.request(
+                {
+                    "op": "binding",
+                    "binding": self._name,
+                    "kind": kind,
+                    "method": method,
+                    "args": list(args),
+                }
+            )
         except RemoteError as exc:
             raise error_from_dict(exc.error) from None
 
     async def create(self, options: Any = None, **kwargs: Any) -> RemoteInstance:
-        return RemoteInstance(self, await self._call("binding", "create", {**(options or {}), **kwargs}))
+        return RemoteInstance(
+            self, await self._call("binding", "create", {**(options or {}), **kwargs})
+        )
 
     async def create_batch(self, items: list[Any]) -> list[RemoteInstance]:
         return [RemoteInstance(self, i) for i in await self._call("binding", "create_batch", items)]
@@ -100,7 +112,7 @@ class RemoteBinding:
     async def get(self, id: str) -> RemoteInstance:
         return RemoteInstance(self, await self._call("binding", "get", id))
 
-    createBatch = create_batch  # noqa: N815
+    createBatch = create_batch
 
 
 class Env:
@@ -181,15 +193,15 @@ class Worker:
 
     async def fetch(self, msg: dict[str, Any]) -> Any:
         r = msg["request"]
-        request = Request(r["url"], method=r["method"], headers=r["headers"],
-                          body=bytes.fromhex(r["body"]))
+        request = Request(
+            r["url"], method=r["method"], headers=r["headers"], body=bytes.fromhex(r["body"])
+        )
         cls = getattr(self.module, msg.get("cls") or "Default", None)
         if cls is not None:
             response = await cls(None, self.env).fetch(request)
         else:
             response = await self.module.on_fetch(request, self.env)
-        return {"status": response.status, "headers": response.headers,
-                "body": response.body.hex()}
+        return {"status": response.status, "headers": response.headers, "body": response.body.hex()}
 
 
 async def main() -> None:

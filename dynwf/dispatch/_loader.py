@@ -10,6 +10,8 @@ runs it in the engine's process so breakpoints work.
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
+import importlib.machinery
 import inspect
 import itertools
 import logging
@@ -40,7 +42,9 @@ class CodeLoadError(DynwfError):
 
 def _check_code(id: str, code: Any) -> dict[str, Any]:
     if not isinstance(code, Mapping):
-        raise ValidationError(f"get_code() for worker {id!r} must return a dict, got {type(code).__name__}")
+        raise ValidationError(
+            f"get_code() for worker {id!r} must return a dict, got {type(code).__name__}"
+        )
     missing = {"mainModule", "modules"} - set(code)
     if missing:
         raise ValidationError(f"get_code() for worker {id!r} is missing {sorted(missing)}")
@@ -70,6 +74,7 @@ class WorkerLoader:
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
+        self._background: set[asyncio.Task[None]] = set()
 
     def warm(self) -> None:
         """Start a spare isolate in the background (process isolation only)."""
@@ -124,7 +129,9 @@ class WorkerLoader:
         """
         deadline = asyncio.get_running_loop().time() + 5.0
         while True:
-            live = [s for s in self._workers.values() if s._isolate is not None and s._isolate.alive]
+            live = [
+                s for s in self._workers.values() if s._isolate is not None and s._isolate.alive
+            ]
             if len(live) < self.max_isolates:
                 return
             idle = [s for s in live if s._isolate is not None and not s._isolate.busy]
@@ -154,7 +161,7 @@ class WorkerStub:
     def get_entrypoint(self, name: str | None = None) -> EntrypointStub:
         return EntrypointStub(self, name)
 
-    getEntrypoint = get_entrypoint  # noqa: N815
+    getEntrypoint = get_entrypoint
 
     async def _fresh_code(self) -> dict[str, Any]:
         code = self._get_code()
@@ -187,7 +194,9 @@ class WorkerStub:
         self.broken = None
         self._interrupt_runs()
         if old_iso is not None:
-            asyncio.create_task(self._drain(old_iso))
+            drain = asyncio.create_task(self._drain(old_iso))
+            self.loader._background.add(drain)
+            drain.add_done_callback(self.loader._background.discard)
         return "reloaded"
 
     def _fail(self, error: str) -> str:
@@ -237,11 +246,13 @@ class WorkerStub:
                 iso = await self.loader._pool.start(self._serve)
                 self._isolate = iso  # holds the slot while the code loads
             try:
-                await iso.conn.request({
-                    "op": "load",
-                    "code": {**code, "env": plain},
-                    "bindings": sorted(self._bindings),
-                })
+                await iso.conn.request(
+                    {
+                        "op": "load",
+                        "code": {**code, "env": plain},
+                        "bindings": sorted(self._bindings),
+                    }
+                )
             except (RemoteError, ConnectionLost) as exc:
                 self._isolate = None
                 if isinstance(exc, ConnectionLost) and iso.killed_for is not None:
@@ -249,7 +260,8 @@ class WorkerStub:
                 iso.kill("its code failed to load", quiet=True)
                 detail = (
                     f"{exc.error['name']}: {exc.error['message']}"
-                    if isinstance(exc, RemoteError) else "the process exited while loading"
+                    if isinstance(exc, RemoteError)
+                    else "the process exited while loading"
                 )
                 raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
             self._isolate = iso
@@ -391,9 +403,18 @@ class EntrypointStub:
         body = await request.bytes()
         iso.busy += 1
         try:
-            out = await iso.conn.request({"op": "fetch", "cls": self.name, "request": {
-                "url": request.url, "method": request.method,
-                "headers": request.headers, "body": body.hex()}})
+            out = await iso.conn.request(
+                {
+                    "op": "fetch",
+                    "cls": self.name,
+                    "request": {
+                        "url": request.url,
+                        "method": request.method,
+                        "headers": request.headers,
+                        "body": body.hex(),
+                    },
+                }
+            )
         except ConnectionLost:
             return Response("the tenant's worker crashed while handling this request", status=502)
         except RemoteError as exc:
@@ -429,12 +450,10 @@ def _load_inline(id: str, code: Mapping[str, Any]) -> types.ModuleType:
         @staticmethod
         def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
             if fullname in sources:
-                import importlib.machinery
-
                 return importlib.machinery.ModuleSpec(fullname, _Loader())
             return None
 
-    class _Loader:
+    class _Loader(importlib.abc.Loader):
         def create_module(self, spec: Any) -> types.ModuleType:
             return load(spec.name)
 
@@ -450,12 +469,12 @@ def _load_inline(id: str, code: Mapping[str, Any]) -> types.ModuleType:
 
     main = code["mainModule"]
     finder = _Finder()
-    sys.meta_path.insert(0, finder)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, finder)
     saved = {n: sys.modules.pop(n) for n in sources if n in sys.modules}
     try:
         return load(main[:-3] if main.endswith(".py") else main)
     finally:
-        sys.meta_path.remove(finder)  # type: ignore[arg-type]
+        sys.meta_path.remove(finder)
         for n in sources:
             sys.modules.pop(n, None)
         sys.modules.update(saved)

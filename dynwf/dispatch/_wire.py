@@ -8,6 +8,7 @@ requests; a handler answers each in its own task. ``notify`` sends without a rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import struct
@@ -113,10 +114,8 @@ class Connection:
             reply = {"re": n, "ok": True, "value": value}
         if n is not None:
             self._tasks.pop(n, None)
-            try:
+            with contextlib.suppress(ConnectionLost):
                 self._send(reply)
-            except ConnectionLost:
-                pass
 
     async def close(self) -> None:
         self._writer.close()

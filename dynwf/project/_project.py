@@ -59,7 +59,10 @@ class Project:
         lim = limits or IsolateLimits(cpu_ms=cpu or IsolateLimits().cpu_ms)
         self.loaders = {
             wl.binding: WorkerLoader(
-                isolation=isolation, max_isolates=max_isolates, idle_seconds=idle_seconds, limits=lim
+                isolation=isolation,
+                max_isolates=max_isolates,
+                idle_seconds=idle_seconds,
+                limits=lim,
             )
             for wl in config.worker_loaders
         }
@@ -80,7 +83,9 @@ class Project:
         """(Re)import the dispatcher module named by ``main``."""
         install()
         if self.config.main is None:
-            raise ProjectError(f"{self.config.path}: no 'main' is set; point it at the dispatcher module")
+            raise ProjectError(
+                f"{self.config.path}: no 'main' is set; point it at the dispatcher module"
+            )
         path = (self.root / self.config.main).resolve()
         if str(path.parent) not in sys.path:
             # The dispatcher is the platform's own code; tenant code never shares this path.
@@ -120,9 +125,14 @@ class Project:
             if prog is None:
                 prog = self._programs[wf.name] = EntrypointProgram(cls, self.env)
                 self.engine.register(
-                    Workflow(wf.name, wf.binding, prog, class_name=wf.class_name,
-                             compatibility_date=self.compatibility_date,
-                             step_limit=wf.step_limit or 10_000)
+                    Workflow(
+                        wf.name,
+                        wf.binding,
+                        prog,
+                        class_name=wf.class_name,
+                        compatibility_date=self.compatibility_date,
+                        step_limit=wf.step_limit or 10_000,
+                    )
                 )
             else:
                 prog.cls = cls  # hot reload: the next pass uses the new class

@@ -52,7 +52,9 @@ async def reload_now(project: Project, files: tuple[str, ...] = ()) -> ReloadRes
     workers: dict[str, str | None] = {}
     for loader in project.loaders.values():
         workers.update(await loader.reload())
-    unparked = project.engine.unpark() if dispatcher_error is None and not any(workers.values()) else 0
+    unparked = (
+        project.engine.unpark() if dispatcher_error is None and not any(workers.values()) else 0
+    )
     return ReloadResult(files, dispatcher_error, workers, unparked, time.perf_counter() - t0)
 
 
