@@ -55,6 +55,8 @@ def test_public_engine_surface_is_pinned() -> None:
         "Workflow",
         "WorkflowBinding",
         "WorkflowProgram",
+        "instance_detail",
+        "instance_list_item",
         "iso_ms",
         "parse_duration",
         "resolve_step_config",

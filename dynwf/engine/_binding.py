@@ -24,6 +24,10 @@ class WorkflowBinding:
     def __repr__(self) -> str:
         return f"<WorkflowBinding {self.workflow!r} scope={self.scope!r}>"
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def scoped(self, scope: str) -> WorkflowBinding:
         """The same workflow seen from another tenant scope."""
         return WorkflowBinding(self._engine, self.workflow, scope)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from dynwf.engine._clock import Clock, SystemClock
 from dynwf.engine._model import ErrorDict, InstanceState, Row, StepState, fold
+from dynwf.engine._modify import Modifiers
 from dynwf.engine._pass import Pass, PassInterrupted, PassParked
 from dynwf.engine._rules import (
     DEFAULT_STEP_LIMIT,
@@ -175,6 +176,11 @@ class Engine:
         self._delayed: set[asyncio.TimerHandle] = set()
         self._reruns = 0
         self._parked: set[str] = set()
+        self._modifiers: dict[tuple[str, str | None, str | None], Modifiers] = {}
+        self._modifier_since: dict[str, int] = {}
+        self._frozen = False  # a simulated crash is under way: nothing reaches the journal
+        self._background: set[asyncio.Task[None]] = set()
+        self.crashes = 0
         self.fatal: BaseException | None = None
 
     # -- registry ------------------------------------------------------------------
@@ -208,6 +214,75 @@ class Engine:
         wf = self.workflows.get(name) or self.workflow_for_binding(name)
         return WorkflowBinding(self, wf.name, scope)
 
+    # -- simulated crash (the test API's crash_at) ----------------------------------------
+    def crash_soon(self) -> None:
+        """Behave as if the process died now: nothing more reaches the journal, and a
+        moment later the engine forgets its memory and recovers from the journal, as a
+        fresh process would. The in-process twin of a SIGKILL, for tests."""
+        if self._frozen:
+            return
+        self._frozen = True
+        task = asyncio.get_running_loop().create_task(self._recover_after_crash())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _recover_after_crash(self) -> None:
+        await asyncio.sleep(0)
+        for p in list(self._slots.running.values()):
+            p.aborted = True
+            if p.task is not None:
+                p.task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        for handle in self._delayed:
+            handle.cancel()
+        self._pending.clear()
+        if self._flush_fut is not None and not self._flush_fut.done():
+            self._flush_fut.set_result(None)
+        self._flush_fut = None
+        self._instances.clear()
+        self._index.clear()
+        self._slots = _Slots()
+        self._timers.clear()
+        self._timer_gen.clear()
+        self._parked.clear()
+        self._reruns = 0
+        self.crashes += 1
+        self._frozen = False
+        assert self._journal is not None
+        for row in self._journal.instances():
+            self._index[(row.workflow, row.scope, row.id)] = row.uid
+        for uid, rows in self._journal.unfinished_facts().items():
+            st = fold(uid, rows)
+            self._instances[uid] = st
+            self._recover(st)
+        self._timer_changed.set()
+        self._update_idle()
+
+    # -- test modifiers ----------------------------------------------------------------
+    def modify(
+        self, workflow: str, id: str | None = None, *, scope: str | None = None
+    ) -> Modifiers:
+        """Modifiers for instance ``id`` (any scope unless given), or, with no id, for
+        every instance of ``workflow`` created from now on."""
+        self.workflow(workflow)
+        mods = Modifiers()
+        self._modifiers[(workflow, scope, id)] = mods
+        if id is None:
+            self._modifier_since[workflow] = self.clock.now_ms()
+        return mods
+
+    def modifiers_for(self, st: InstanceState) -> Modifiers | None:
+        if not self._modifiers:
+            return None
+        for key in ((st.workflow, st.scope, st.id), (st.workflow, None, st.id)):
+            if key in self._modifiers:
+                return self._modifiers[key]
+        wide = self._modifiers.get((st.workflow, None, None))
+        if wide is not None and st.created >= self._modifier_since.get(st.workflow, 0):
+            return wide
+        return None
+
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Open the journal and recover every unfinished instance."""
@@ -232,6 +307,8 @@ class Engine:
             if not p.inflight and p.task is not None:
                 p.aborted = True
                 p.task.cancel()
+        for bg in list(self._background):
+            await asyncio.gather(bg, return_exceptions=True)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for p in list(self._slots.running.values()):
@@ -273,6 +350,8 @@ class Engine:
     # -- facts and commits -----------------------------------------------------------
     def record(self, st: InstanceState, kind: str, step: str | None, data: dict[str, Any]) -> None:
         """Apply a fact to the instance and queue it for the next commit."""
+        if self._frozen:
+            return  # the (simulated) process is dead: this fact is lost
         seq = self._seq
         self._seq += 1
         ts = self.clock.now_ms()
@@ -578,6 +657,8 @@ class Engine:
             or self._slots.runnable
             or self._pending
             or self._reruns
+            or self._frozen
+            or self._background
             or (self._timers and self._timers[0][0] <= self.clock.now_ms())
         )
         if busy:

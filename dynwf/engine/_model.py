@@ -53,6 +53,7 @@ class Attempt:
     end: int | None = None
     ok: bool | None = None
     error: ErrorDict | None = None
+    mocked: bool = False  # a test modifier answered; the callback did not run
 
 
 @dataclass(slots=True)
@@ -75,7 +76,8 @@ class StepState:
 
     @property
     def executions(self) -> int:
-        return len(self.attempts)
+        """How many times the callback really ran (recorded before each run)."""
+        return sum(1 for a in self.attempts if not a.mocked)
 
     @property
     def open_attempt(self) -> Attempt | None:
@@ -191,7 +193,7 @@ def _attempt(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str
         st.do_count += 1
     if "config" in d:
         s.config = d["config"]
-    s.attempts.append(Attempt(d["n"], ts))
+    s.attempts.append(Attempt(d["n"], ts, mocked=bool(d.get("mocked"))))
     s.wake_at = None
 
 

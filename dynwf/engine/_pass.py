@@ -62,6 +62,7 @@ class Pass:
         self.interrupted = False
         self.interrupt_requested = False
         self._configs: dict[str, StepConfig] = {}
+        self.mods = engine.modifiers_for(st)
 
     # -- ending the pass ------------------------------------------------------------
     async def _suspend(self) -> Any:
@@ -105,6 +106,7 @@ class Pass:
             self.replayed.append(key)
             return ("done", s.output) if s.error is None else ("error", s.error)
         await self._boundary()
+        first: dict[str, Any] = {}
         if s is None:
             if st.do_count >= self.workflow.step_limit:
                 raise StepLimitError(
@@ -113,10 +115,7 @@ class Pass:
                 )
             cfg = resolve_step_config(config, step=name)
             self._configs[key] = cfg
-            eng.record(
-                st, "attempt", key, {"n": 1, "config": cfg.as_dict(), "name": name, "count": count}
-            )
-            s = st.steps[key]
+            first = {"config": cfg.as_dict(), "name": name, "count": count}
         else:
             cfg = self._config(s)
             if s.open_attempt is not None and key not in self.inflight:
@@ -126,12 +125,24 @@ class Pass:
                     return outcome
             if s.wake_at is not None and s.wake_at > eng.clock.now_ms():
                 await self._suspend()  # the retry delay has not passed yet
-            eng.record(st, "attempt", key, {"n": len(s.attempts) + 1})
+        mock = self.mods.plan(name, cfg.timeout_ms) if self.mods is not None else None
+        n = (len(s.attempts) if s is not None else 0) + 1
+        eng.record(st, "attempt", key, {"n": n, **first, **({"mocked": True} if mock else {})})
+        s = st.steps[key]
         self.ran.append(key)
+        if mock is not None:  # a test modifier answers; the callback does not run
+            if mock[0] == "result":
+                eng.record(st, "attempt_end", key, {"n": n, "ok": True, "output": mock[1]})
+                return ("done", mock[1])
+            outcome = self._attempt_failed(s, mock[1], retryable=True)
+            if outcome is None:
+                await self._suspend()
+            assert outcome is not None
+            return outcome
         self.inflight.add(key)
         await eng.durable()
         eng.faults.attempt_started(st, s)
-        return ("run", len(s.attempts), s.config or cfg.as_dict(), cfg.timeout_ms)
+        return ("run", n, s.config or cfg.as_dict(), cfg.timeout_ms)
 
     async def do_end(
         self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
@@ -161,7 +172,10 @@ class Pass:
         policy = self._config(s).retries
         made = len(s.attempts)
         if retryable and made <= policy.limit:
-            delay = 0 if eng.time.skips_retry(s.name) else policy.delay_before_retry(made)
+            skip = eng.time.skips_retry(s.name) or (
+                self.mods is not None and self.mods.skips_retry(s.name)
+            )
+            delay = 0 if skip else policy.delay_before_retry(made)
             eng.record(
                 self.st,
                 "attempt_end",
@@ -189,7 +203,7 @@ class Pass:
             return
         await self._boundary()
         now = eng.clock.now_ms()
-        skip = eng.time.skips_sleep(name)
+        skip = eng.time.skips_sleep(name) or (self.mods is not None and self.mods.skips_sleep(name))
         if s is None:
             target = until if until is not None else now + ms
             natural_end = target <= now
@@ -231,13 +245,20 @@ class Pass:
             )
             self.ran.append(key)
             s = st.steps[key]
+        deadline = s.wake_at
+        if self.mods is not None:
+            if name in self.mods.event_timeouts:
+                deadline = now  # forced by a test: the deadline is now
+            mocked = self.mods.take_event(type_)
+            if mocked is not None:
+                eng.record(st, "event", None, {"type": type_, "payload": mocked["payload"]})
         ev = st.oldest_event(type_)
         if ev is not None:
             output = {"payload": ev.payload, "timestamp": iso_ms(ev.ts), "type": ev.type}
             eng.record(st, "wait_done", key, {"event": ev.seq, "output": output})
             return ("done", output)
-        assert s.wake_at is not None
-        if s.wake_at <= now:
+        assert deadline is not None
+        if deadline <= now:
             err = {
                 "name": "WorkflowTimeoutError",
                 "message": f"Waiting for event '{type_}' timed out after {timeout_ms}ms",

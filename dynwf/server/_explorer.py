@@ -3,7 +3,7 @@
 Paths, envelope, key order, error codes and messages follow
 ``tests/fixtures/explorer/OBSERVED.md``, so ``wrangler workflows ... --local`` works
 against ``dynwf dev``. Deliberate differences from wrangler, where wrangler has a bug
-or where dynwf's spec (``/work/shared/spec/explorer-api.md``) decides otherwise:
+or where dynwf's explorer API spec decides otherwise:
 
 1. Bad input is a 400 with a message saying what is wrong: an invalid instance id on
    create (wrangler: 500 "Workflow instance has invalid id"), a body that is not JSON
@@ -28,8 +28,11 @@ or where dynwf's spec (``/work/shared/spec/explorer-api.md``) decides otherwise:
    answers an empty page).
 7. Instance detail ``queued`` is the creation time; wrangler moves it to the restart
    time after a restart. Errors keep their real ``name`` (wrangler wraps run()
-   errors as ``{"name": "Error", "message": "<name>: <message>"}``); a wait step's
-   payload is shown as sent (wrangler shows a missing payload as ``{}``).
+   errors as ``{"name": "Error", "message": "<name>: <message>"}``); a timed-out wait
+   step's error has a message (wrangler's is empty); a wait step's payload is shown
+   as sent (wrangler shows a missing payload as ``{}``). A step's ``config`` holds the
+   engine's defaults (retry delay 10000 ms; wrangler's local engine uses 1000), and
+   the ``-N`` of a step name is dynwf's step count (sleeps count per name and duration).
 8. ``GET /cdn-cgi/explorer/api`` (OpenAPI document) and ``GET /local/workers``
    (explorer UI) are not served: they answer the plain-text 404.
 9. Unexpected server errors are a 500 with code 10000 and a one-line message, as

@@ -1,11 +1,43 @@
-"""pytest plugin (entry point ``dynwf``): lets test modules ``import workers``."""
+"""pytest plugin (entry point ``dynwf``): ``import workers`` works, and a project fixture.
+
+``dynwf_project`` loads the platform project the test lives in (the nearest
+``wrangler.toml``/``.jsonc``/``.json`` above the test file) into a fresh engine on a
+temporary journal for each test, and stops it afterwards.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
+from dynwf.testing._project import ProjectHarness, find_project
 from dynwf.workers import install
 
 
 def pytest_configure(config: pytest.Config) -> None:
     install()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "dynwf_isolation",
+        "isolation for tenant code in tests: process or inline",
+        default="process",
+    )
+
+
+@pytest.fixture
+async def dynwf_project(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ProjectHarness]:
+    """The project the test file belongs to, on a fresh temporary engine."""
+    root = find_project(Path(str(request.path)).parent)
+    isolation = request.config.getini("dynwf_isolation")
+    harness = ProjectHarness(root, tmp_path / "state", isolation=isolation)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()

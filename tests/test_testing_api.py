@@ -1,0 +1,244 @@
+"""dynwf.testing: each introspection call, plus crash_at / evict_at / hibernate_every_step."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynwf.testing import (
+    IntrospectionTimeout,
+    ProjectHarness,
+    introspect_workflow,
+    introspect_workflow_instance,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project_two_tenants"
+pytestmark = pytest.mark.slow
+
+PROBE = """
+from workers import WorkflowEntrypoint
+
+outside = {"n": 0}
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        outside["n"] += 1
+
+        @step.do()
+        async def fetch():
+            return 1
+
+        @step.do(config={"retries": {"limit": 2, "delay": "1 hour"}, "timeout": "1 minute"})
+        async def charge(fetch):
+            return fetch + 10
+
+        first = await fetch()
+        await step.sleep("cool", "1 hour")
+        paid = await charge()
+        ev = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        return {"first": first, "paid": paid, "by": ev["payload"], "passes": outside["n"]}
+"""
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[ProjectHarness]:
+    root = tmp_path / "platform"
+    shutil.copytree(FIXTURE, root)
+    (root / "tenants" / "probe").mkdir()
+    (root / "tenants" / "probe" / "worker.py").write_text(PROBE)
+    harness = ProjectHarness(root, tmp_path / "state", isolation="inline")
+    await harness.start()
+    yield harness
+    await harness.stop()
+
+
+async def test_disable_sleeps_and_mock_event_complete_the_run(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "i")
+    await inst.modify(
+        lambda m: (m.disable_sleeps(), m.mock_event({"type": "approved", "payload": "ann"}))
+    )
+    await b.create({"id": "i"})
+    await inst.wait_for_status("complete")
+    out = await inst.get_output()
+    assert out["first"] == 1 and out["paid"] == 11 and out["by"] == "ann"
+    assert await inst.get_error() is None
+
+
+async def test_wait_for_step_result_and_timeout_message(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "w")
+    await b.create({"id": "w"})
+    assert await inst.wait_for_step_result({"name": "fetch"}) == 1
+    with pytest.raises(IntrospectionTimeout) as err:
+        await inst.wait_for_step_result({"name": "charge"}, timeout=0.2)
+    assert "'charge'" in str(err.value) and "waiting" in str(err.value)
+
+
+async def test_mock_step_result_skips_the_callback(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "m")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.mock_step_result({"name": "charge"}, 99),
+            m.mock_event({"type": "approved", "payload": 1}),
+        )
+    )
+    await b.create({"id": "m"})
+    await inst.wait_for_status("complete")
+    assert (await inst.get_output())["paid"] == 99
+    st = h.engine.lookup("dynamic-workflow", '{"tenantId":"probe"}', "m")
+    assert st.steps["do:charge#1"].executions == 0  # mocked: never ran
+
+
+async def test_mock_step_error_times_then_disable_retry_delays(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "e")
+
+    async def setup(m: Any) -> None:
+        m.disable_sleeps()
+        m.disable_retry_delays()
+        m.mock_step_error({"name": "charge"}, RuntimeError("card declined"), times=2)
+        m.mock_event({"type": "approved", "payload": 1})
+
+    await inst.modify(setup)
+    await b.create({"id": "e"})
+    await inst.wait_for_status("complete")
+    st = h.engine.lookup("dynamic-workflow", '{"tenantId":"probe"}', "e")
+    attempts = st.steps["do:charge#1"].attempts
+    assert [a.ok for a in attempts] == [False, False, True]
+    assert attempts[0].error == {"name": "RuntimeError", "message": "card declined"}
+
+
+async def test_mock_step_error_forever_errors_instance(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "x")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.disable_retry_delays(),
+            m.mock_step_error({"name": "charge"}, {"name": "Nope", "message": "no"}),
+        )
+    )
+    await b.create({"id": "x"})
+    await inst.wait_for_status("errored")
+    assert await inst.get_error() == {"name": "Nope", "message": "no"}
+    with pytest.raises(Exception) as err:
+        await inst.wait_for_step_result({"name": "charge"})
+    assert type(err.value).__name__ == "Nope"
+
+
+async def test_force_step_timeout(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "t")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.disable_retry_delays(),
+            m.force_step_timeout({"name": "charge"}, times=1),
+            m.mock_event({"type": "approved", "payload": 1}),
+        )
+    )
+    await b.create({"id": "t"})
+    await inst.wait_for_status("complete")
+    st = h.engine.lookup("dynamic-workflow", '{"tenantId":"probe"}', "t")
+    assert st.steps["do:charge#1"].attempts[0].error == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 60000ms",
+    }
+
+
+async def test_force_event_timeout(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "f")
+    await inst.modify(lambda m: (m.disable_sleeps(), m.force_event_timeout({"name": "approval"})))
+    await b.create({"id": "f"})
+    await inst.wait_for_status("errored")
+    assert (await inst.get_error())["name"] == "WorkflowTimeoutError"
+
+
+async def test_introspect_workflow_applies_to_every_new_instance(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    wf = await introspect_workflow(b)
+    await wf.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.mock_event({"type": "approved", "payload": 1}),
+            m.mock_event({"type": "approved", "payload": 2}),
+        )
+    )
+    await b.create({"id": "a"})
+    await b.create({"id": "b"})
+    instances = wf.get_instances()
+    assert sorted(i.id for i in instances) == ["a", "b"]
+    for i in instances:
+        await i.wait_for_status("complete")
+
+
+@pytest.mark.parametrize("when", ["before", "after", "during"])
+async def test_crash_at_recovers_with_same_output(h: ProjectHarness, when: str) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "c")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.disable_retry_delays(),
+            m.mock_event({"type": "approved", "payload": 1}),
+            m.crash_at({"name": "charge"}, when),
+        )
+    )
+    await b.create({"id": "c"})
+    await inst.wait_for_status("complete")
+    assert h.engine.crashes == 1
+    out = await inst.get_output()
+    assert (out["first"], out["paid"]) == (1, 11)
+    st = h.engine.lookup("dynamic-workflow", '{"tenantId":"probe"}', "c")
+    assert st.steps["do:charge#1"].executions == (1 if when == "after" else 2)
+    assert st.steps["do:fetch#1"].executions == 1
+
+
+async def test_evict_at_reloads_code_and_replays(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "v")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.mock_event({"type": "approved", "payload": 1}),
+            m.evict_at({"name": "fetch"}),
+        )
+    )
+    await b.create({"id": "v"})
+    await inst.wait_for_status("complete")
+    assert h.project.loaders["LOADER"].loads == 2
+    st = h.engine.lookup("dynamic-workflow", '{"tenantId":"probe"}', "v")
+    assert st.steps["do:fetch#1"].executions == 1 and st.steps["do:fetch#1"].replays >= 1
+
+
+async def test_hibernate_every_step_exposes_state_outside_steps(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    plain = await introspect_workflow_instance(b, "p1")
+    await plain.modify(
+        lambda m: (m.disable_sleeps(), m.mock_event({"type": "approved", "payload": 1}))
+    )
+    await b.create({"id": "p1"})
+    await plain.wait_for_status("complete")
+    hib = await introspect_workflow_instance(b, "p2")
+    await hib.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.mock_event({"type": "approved", "payload": 1}),
+            m.hibernate_every_step(),
+        )
+    )
+    plain_passes = (await plain.get_output())["passes"]  # the module-level counter starts at 0
+    await b.create({"id": "p2"})
+    await hib.wait_for_status("complete")
+    hib_passes = (await hib.get_output())["passes"] - plain_passes
+    # the counter kept outside steps grows with every pass: one more pass per step here
+    assert hib_passes > plain_passes
