@@ -2,4 +2,8 @@
 
 from __future__ import annotations
 
-from dynwf.cli import _validate  # noqa: F401
+from dynwf.cli import (
+    _inspect,  # noqa: F401
+    _instances,  # noqa: F401
+    _validate,  # noqa: F401
+)

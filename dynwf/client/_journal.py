@@ -11,13 +11,13 @@ steering call is over in milliseconds), then reported as ``JournalInUseError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from dynwf.client._detail import detail_of
 from dynwf.client._errors import JournalInUseError, StateNotFoundError
 from dynwf.client._model import (
     Action,
@@ -26,10 +26,11 @@ from dynwf.client._model import (
     Steered,
     check_listing,
     pick,
+    place_text,
 )
-from dynwf.engine import Engine, InstanceState, iso_ms
+from dynwf.engine import Engine, InstanceState, instance_detail, iso_ms
 from dynwf.engine._model import fold
-from dynwf.errors import JournalError, WorkflowNotFoundError
+from dynwf.errors import InvalidStateError, JournalError, ValidationError, WorkflowNotFoundError
 from dynwf.journal import InstanceRow, Journal
 
 T = TypeVar("T")
@@ -60,13 +61,10 @@ class JournalStateClient:
         limit: int = 50,
     ) -> list[InstanceSummary]:
         check_listing(status, limit)
-        journal = await self._locked(lambda: Journal(self.path, read_only=True))
-        try:
+        async with self._reading() as journal:
             if workflow is not None:
                 _check_workflow(journal, workflow, self._where)
             rows = journal.instances(workflow=workflow, scope=tenant, status=status, limit=limit)
-        finally:
-            journal.close()
         return [
             InstanceSummary(r.id, r.scope, r.workflow, r.status, iso_ms(r.created), r.steps)
             for r in rows
@@ -75,13 +73,11 @@ class JournalStateClient:
     async def describe(
         self, id: str, *, workflow: str | None = None, tenant: str | None = None
     ) -> InstanceDetail:
-        journal = await self._locked(lambda: Journal(self.path, read_only=True))
-        try:
+        async with self._reading() as journal:
             uid = self._resolve(journal, id, workflow, tenant).uid
             st = fold(uid, journal.facts([uid]).get(uid, []))
-        finally:
-            journal.close()
-        return detail_of(st)
+        body = {k: v for k, v in instance_detail(st).items() if k != "tenant"}
+        return {"id": st.id, "workflow": st.workflow, "tenant": st.scope, **body}
 
     # -- steering ------------------------------------------------------------------
     async def pause(
@@ -135,16 +131,18 @@ class JournalStateClient:
         call: Callable[[Engine, InstanceState], Awaitable[None]],
     ) -> Steered:
         # Resolve read-only first: ambiguity and typos never open the file for writing.
-        journal = await self._locked(lambda: Journal(self.path, read_only=True))
-        try:
+        async with self._reading() as journal:
             row = self._resolve(journal, id, workflow, tenant)
-        finally:
-            journal.close()
         engine = Engine(self.path, execute=False)
-        await self._locked_async(engine.start)
+        await self._opened(engine.start)
         try:
             st = engine.lookup(row.workflow, row.scope, row.id)
-            await call(engine, st)
+            try:
+                await call(engine, st)
+            except (InvalidStateError, ValidationError) as exc:
+                # The engine names the instance by id only; say which one it was.
+                where = place_text((row.workflow, row.scope))
+                raise type(exc)(f"{exc} ({where}, {self._where})") from None
             status = st.status.value
         finally:
             await engine.stop()
@@ -160,17 +158,22 @@ class JournalStateClient:
             [(r.workflow, r.scope) for r in rows],
             workflow=workflow,
             tenant=tenant,
-            where=self._where,
+            where=f"in {self._where}",
         )
         return next(r for r in rows if (r.workflow, r.scope) == (workflow_, tenant_))
 
-    async def _locked(self, open_: Callable[[], T]) -> T:
-        async def call() -> T:
-            return open_()
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Journal]:
+        async def open_() -> Journal:
+            return Journal(self.path, read_only=True)
 
-        return await self._locked_async(call)
+        journal = await self._opened(open_)
+        try:
+            yield journal
+        finally:
+            journal.close()
 
-    async def _locked_async(self, open_: Callable[[], Awaitable[T]]) -> T:
+    async def _opened(self, open_: Callable[[], Awaitable[T]]) -> T:
         """``open_()``, retried while another process holds the file, for up to ``lock_wait`` s."""
         if not self.path.exists():
             raise StateNotFoundError(
@@ -184,11 +187,12 @@ class JournalStateClient:
             try:
                 return await open_()
             except JournalError as exc:
-                pid = _lock_holder(exc)
-                if pid is False:
+                cause = str(exc.__cause__ or "")
+                if "lock" not in cause.lower():
                     raise
                 if time.monotonic() >= deadline:
-                    raise self._in_use(pid) from None
+                    pid = _PID.search(cause)
+                    raise self._in_use(int(pid.group(1)) if pid else None) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
@@ -211,19 +215,10 @@ def _check_workflow(journal: Journal, workflow: str, where: str) -> None:
         )
 
 
-def _lock_holder(exc: JournalError) -> int | None | Literal[False]:
-    """The pid holding the file (None if unknown) when ``exc`` is a lock conflict, else False."""
-    cause = str(exc.__cause__ or "")
-    if "lock" not in cause.lower():
-        return False
-    m = _PID.search(cause)
-    return int(m.group(1)) if m else None
-
-
 def _command_of(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return ""
-    cmd = " ".join(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+    cmd = " ".join(raw.decode(errors="replace").replace("\0", " ").split())
     return f": {cmd[:77] + '...' if len(cmd) > 80 else cmd}" if cmd else ""

@@ -10,12 +10,13 @@ print exactly these):
         {"id": str, "workflow": str, "tenant": str,
          "action": "pause" | "resume" | "terminate" | "restart" | "send_event",
          "status": str}                      # the status right after the action
-    InstanceDetail (a dict): the explorer API's instance detail plus dynwf's keys
+    InstanceDetail (a dict): ``id`` and ``workflow``, then the explorer API's
+    instance detail as ``dynwf.engine.instance_detail`` writes it (``dynwf dev``
+    serves the same), whose ``tenant`` comes first here:
         {"id": str, "workflow": str, "tenant": str,
          "status": str, "params": any, "queued": str | null, "start": str | null,
-         "end": str | null, "output": any, "error": {"name", "message"} | null,
-         "steps": [step, ...], "step_count": int,
-         "warnings": [{"timestamp": str, "message": str, "missing": [str], "ran": [str]}]}
+         "end": str | null, "output": any, "error": {"message", "name"} | null,
+         "steps": [step, ...], "step_count": int, "warnings": [str]}
       step of type "step":
          {"name": "<name>-<count>", "start", "end", "success": bool | null,
           "type": "step", "output"? (only when success), "config",
@@ -46,7 +47,8 @@ from dynwf.errors import InstanceNotFoundError, ValidationError
 InstanceDetail = dict[str, Any]
 Action = Literal["pause", "resume", "terminate", "restart"]
 Place = tuple[str, str]  # (workflow, tenant)
-STATUSES = tuple(s.value for s in Status)
+# What a listing filters on: every status but "unknown" (the explorer API's enum).
+STATUSES = tuple(s.value for s in Status if s is not Status.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +142,15 @@ def place_text(place: Place) -> str:
     return f"workflow {workflow!r} " + (f"tenant {tenant!r}" if tenant else "(no tenant)")
 
 
-def place_flags(place: Place) -> str:
+def place_flags(place: Place, among: list[Place] | None = None) -> str:
+    """The flags that pick ``place`` out of ``among`` (only those that differ), or both."""
     workflow, tenant = place
-    return f"--workflow {workflow} --tenant {tenant or repr('')}"
+    flags = []
+    if among is None or len({p[0] for p in among}) > 1:
+        flags.append(f"--workflow {workflow}")
+    if among is None or len({p[1] for p in among}) > 1:
+        flags.append(f"--tenant {tenant or repr('')}")
+    return " ".join(flags)
 
 
 def filters_text(workflow: str | None, tenant: str | None) -> str:
@@ -161,6 +169,7 @@ def pick(
 
     ``places`` is every (workflow, tenant) known to hold the id, filtered or not: the
     ones outside the filters make the not-found message say where the id does exist.
+    ``where`` completes "no instance 'x' ...", e.g. "in the journal <path>".
     """
     found = sorted(set(places))
     matching = [
@@ -173,17 +182,19 @@ def pick(
     if matching:
         listed = ", ".join(place_text(p) for p in matching)
         raise AmbiguousInstanceError(
-            f"instance id {id!r} is used in {len(matching)} places in {where}: {listed}; "
-            f"pass --workflow and --tenant to choose one, e.g. {place_flags(matching[0])}",
+            f"instance id {id!r} is used in {len(matching)} places {where}: {listed}; "
+            f"pass --workflow and/or --tenant to choose one, e.g. "
+            f"{place_flags(matching[0], matching)}",
             matching,
         )
     asked = filters_text(workflow, tenant)
     if found:
         listed = ", ".join(place_text(p) for p in found)
+        has = "has one" if len(found) == 1 else "each have one"
         raise InstanceNotFoundError(
-            f"no instance {id!r}{asked} in {where}, but {listed} has one: "
+            f"no instance {id!r}{asked} {where}, but {listed} {has}: "
             f"pass {place_flags(found[0])} to use it"
         )
     raise InstanceNotFoundError(
-        f"no instance {id!r}{asked} in {where}: `dynwf inspect` lists the instances"
+        f"no instance {id!r}{asked} {where}: `dynwf inspect` lists the instances"
     )

@@ -44,7 +44,7 @@ def _step_name(selector: Any) -> str:
     if isinstance(selector, str):
         return selector
     if isinstance(selector, dict) and isinstance(selector.get("name"), str):
-        return selector["name"]
+        return str(selector["name"])
     raise ValidationError(f"a step is selected as {{'name': str}}, got {selector!r}")
 
 
@@ -275,8 +275,8 @@ class WorkflowIntrospector(_Introspector):
 
 
 def _evictor(binding: Any) -> Callable[[InstanceState], Any] | None:
-    evict = getattr(binding, "_dynwf_evict", None)
-    return evict  # type: ignore[no-any-return]
+    evict: Callable[[InstanceState], Any] | None = getattr(binding, "_dynwf_evict", None)
+    return evict
 
 
 async def introspect_workflow_instance(binding: Any, id: str) -> InstanceIntrospector:
