@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dynwf.cli import (
+    _dev,  # noqa: F401
     _inspect,  # noqa: F401
     _instances,  # noqa: F401
     _validate,  # noqa: F401

@@ -85,7 +85,11 @@ class Isolate:
 
 
 async def _spawn(limits: IsolateLimits) -> asyncio.subprocess.Process:
-    env = {**os.environ, "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb)}
+    env = {
+        **os.environ,
+        "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb),
+        "DYNWF_ISOLATE_PARENT": str(os.getpid()),
+    }
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -93,6 +97,9 @@ async def _spawn(limits: IsolateLimits) -> asyncio.subprocess.Process:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env=env,
+        # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
+        # isolates itself, not every isolate at once with a traceback each.
+        start_new_session=True,
     )
 
 
@@ -153,7 +160,8 @@ class IsolatePool:
         self._live.clear()
         if self._spare is not None:
             proc = await self._spare
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             self._spare = None
         if self._watch is not None:

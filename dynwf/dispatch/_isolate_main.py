@@ -8,6 +8,7 @@ then serves ``run`` (a workflow pass; step calls go back to the engine) and ``fe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import resource
@@ -204,7 +205,24 @@ class Worker:
         return {"status": response.status, "headers": response.headers, "body": response.body.hex()}
 
 
+def _die_with_parent() -> None:
+    # The isolate runs in its own session (so Ctrl-C does not hit it); if the engine
+    # is killed outright, a tenant stuck in a CPU loop would never read the EOF on its
+    # pipe, so on Linux ask the kernel to kill it with its parent.
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+            parent = os.environ.get("DYNWF_ISOLATE_PARENT")
+            if parent and os.getppid() != int(parent):  # it died before prctl took effect
+                os._exit(0)
+
+
 async def main() -> None:
+    _die_with_parent()
     install()
     limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
     if limit_mb:

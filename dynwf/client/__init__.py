@@ -1,0 +1,36 @@
+"""Reads and steers instances: through a running dev server, else straight from the journal."""
+
+from dynwf.client._errors import (
+    AmbiguousInstanceError,
+    DevServerError,
+    JournalInUseError,
+    StateNotFoundError,
+)
+from dynwf.client._http import HttpStateClient
+from dynwf.client._journal import JournalStateClient
+from dynwf.client._model import (
+    STATUSES,
+    InstanceDetail,
+    InstanceSummary,
+    StateClient,
+    Steered,
+)
+from dynwf.client._open import JOURNAL_FILE, PERSIST_ENV, STATE_DIR, open_state
+
+__all__ = [
+    "JOURNAL_FILE",
+    "PERSIST_ENV",
+    "STATE_DIR",
+    "STATUSES",
+    "AmbiguousInstanceError",
+    "DevServerError",
+    "HttpStateClient",
+    "InstanceDetail",
+    "InstanceSummary",
+    "JournalInUseError",
+    "JournalStateClient",
+    "StateClient",
+    "StateNotFoundError",
+    "Steered",
+    "open_state",
+]
