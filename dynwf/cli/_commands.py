@@ -6,5 +6,6 @@ from dynwf.cli import (
     _dev,  # noqa: F401
     _inspect,  # noqa: F401
     _instances,  # noqa: F401
+    _run,  # noqa: F401
     _validate,  # noqa: F401
 )

@@ -103,6 +103,14 @@ class WorkerLoader:
     def loaded(self) -> list[str]:
         return list(self._workers)
 
+    def serving(self, uid: str) -> list[str]:
+        """Ids of the loaded workers running a pass of instance ``uid`` right now."""
+        return [
+            id
+            for id, stub in self._workers.items()
+            if any(getattr(getattr(host, "st", None), "uid", None) == uid for host, _ in stub._runs.values())
+        ]
+
     async def evict(self, id: str) -> bool:
         """Drop worker ``id``: its isolate stops, the next ``get`` loads the code again."""
         stub = self._workers.pop(id, None)

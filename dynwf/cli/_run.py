@@ -1,0 +1,184 @@
+"""``dynwf run``: one instance through the dispatcher, real crashes and evictions, a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from dynwf.cli._app import app, fail, stderr, stdout
+from dynwf.errors import ConfigError, DynwfError, ValidationError
+from dynwf.run import RunReport, run_workflow
+
+_EXAMPLES = """\
+Examples:
+
+  dynwf run --tenant acme --params '{"name": "Ada"}'
+
+  dynwf run --tenant acme --crash-at charge                 # SIGKILL right after 'charge' is journaled
+
+  dynwf run --tenant acme --crash-at charge:during --crash-at ship#2:before --skip-retry-delays
+
+  dynwf run --tenant acme --evict-at reserve                # drop the tenant's code after 'reserve'
+
+  dynwf run --tenant acme --hibernate-every-step --skip-sleeps --json
+
+Crash points: STEP[#N][:before|:after|:during] is the N-th call (default 1) of the step
+named STEP; :after (default) kills the engine right after its result is journaled,
+:before after the callback returned but before the journal write, :during while the
+callback runs. Each kill is a real SIGKILL of the engine process; a fresh process
+recovers the instance from the journal and carries on.
+
+The run uses the project's state (.dynwf/), so `dynwf inspect ID` shows it afterwards;
+stop a running `dynwf dev` on the same state first, or pass --persist-to.
+
+Exit status: 0 complete, 1 errored / terminated / failed to run, 2 usage,
+3 waiting (for an event, a pause to end, or a sleep or retry longer than --max-wait).
+
+--json prints one object: instance, workflow, tenant (the metadata), scope, status,
+output, error, waiting, parked, processes, markers, unreached, warnings, steps (name,
+type, executions, replays, attempts, failed_attempts, success, output, error,
+attempt_errors, markers), exit_code, seconds.
+"""
+
+
+def _json_arg(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(
+            f"{option} is not JSON ({exc.msg} at column {exc.colno}): "
+            f"""write e.g. {option} '{{"name": "Ada"}}'""",
+            code=2,
+        ) from None
+
+
+def _short(value: Any, width: int = 48) -> str:
+    text = json.dumps(value, ensure_ascii=False) if value is not None else ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_report(r: RunReport) -> None:
+    tenant = r.tenant.get("tenantId") if isinstance(r.tenant, dict) else None
+    stdout.print(
+        f"[bold]dynwf run[/]  tenant [bold]{escape(str(tenant or r.scope))}[/]  "
+        f"workflow {escape(r.workflow)}  instance [bold]{escape(r.instance)}[/]"
+    )
+    crashes = sum(1 for m in r.markers if m["kind"] == "crash")
+    evictions = sum(1 for m in r.markers if m["kind"] == "evict")
+    stdout.print(
+        f"engine processes: {r.processes}  crashes: {crashes}  evictions: {evictions}  "
+        f"time: {r.seconds:.2f} s"
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, just in (("#", "right"), ("step", "left"), ("type", "left"), ("ran", "right"),
+                      ("from journal", "right"), ("attempts", "right"), ("result / error", "left"),
+                      ("markers", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i, s in enumerate(r.steps, 1):
+        if s["error"]:
+            result = f"[red]{escape(s['error']['name'])}: {escape(_short(s['error']['message'], 40))}[/]"
+        elif s["type"] == "step":
+            result = escape(_short(s["output"]))
+        else:
+            result = "[dim]done[/]" if s["success"] else "[yellow]waiting[/]"
+        attempts = "" if s["type"] != "step" else str(s["attempts"])
+        if s["failed_attempts"]:
+            attempts += f" [red]({s['failed_attempts']} failed)[/]"
+        ran = "-" if s["type"] != "step" else str(s["executions"])
+        table.add_row(str(i), escape(s["name"]), s["type"], ran, str(s["replays"]), attempts,
+                      result, "[magenta]" + escape(", ".join(s["markers"])) + "[/]")
+    stdout.print(table)
+    for warning in r.warnings:
+        stdout.print(f"[yellow]divergence:[/] {escape(warning)}")
+    for u in r.unreached:
+        stdout.print(f"[yellow]never reached:[/] {escape(u)} (no such step call ran; check the name and #N)")
+    style = {"complete": "green", "errored": "red", "terminated": "red"}.get(r.status, "yellow")
+    stdout.print(f"status: [bold {style}]{r.status}[/]")
+    if r.output is not None:
+        stdout.print(f"output: {escape(json.dumps(r.output, ensure_ascii=False))}")
+    if r.error:
+        stdout.print(f"error: [red]{escape(r.error['name'])}: {escape(r.error['message'])}[/]")
+    if r.parked:
+        stdout.print(f"[red]the tenant's code does not load:[/] {escape(r.parked)}")
+    wait = r.waiting
+    if wait and not r.parked:
+        w: dict[str, Any] = wait
+        if w["kind"] == "event":
+            stdout.print(f"waiting for event type {escape(str(w['type']))!r} (step {escape(w['step'])}): "
+                         f"`dynwf instances send-event {escape(r.instance)} {escape(str(w['type']))}` "
+                         "then run it on with `dynwf dev`")
+        elif w["kind"] == "paused":
+            stdout.print("paused: `dynwf instances resume " + escape(r.instance) + "`")
+        else:
+            stdout.print(f"waiting: {w['kind']} of step {escape(w['step'])} ends later than --max-wait; "
+                         "pass --skip-sleeps / --skip-retry-delays, or a longer --max-wait")
+
+
+@app.command(epilog=_EXAMPLES)
+def run(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", metavar="T",
+                                        help="The tenant to run as (its id).")],
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", metavar="NAME",
+                                                 help="Workflow name or binding. Default: the only one.")] = None,
+    params: Annotated[str | None, typer.Option("--params", "-p", metavar="JSON",
+                                               help="The tenant's params, as JSON.")] = None,
+    id: Annotated[str | None, typer.Option("--id", metavar="ID", help="Instance id. Default: a new UUID.")] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON",
+                                                 help='Dispatcher metadata. Default: {"tenantId": T}.')] = None,
+    crash_at: Annotated[list[str] | None, typer.Option("--crash-at", metavar="STEP[#N][:WHEN]",
+                                                       help="SIGKILL the engine there (repeatable).")] = None,
+    evict_at: Annotated[list[str] | None, typer.Option("--evict-at", metavar="STEP[#N]",
+                                                       help="Evict the tenant's isolate after that step (repeatable).")] = None,
+    hibernate_every_step: Annotated[bool, typer.Option("--hibernate-every-step",
+                                                       help="End the pass after every step and replay from the top.")] = False,
+    skip_sleeps: Annotated[bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating).")] = False,
+    skip_retry_delays: Annotated[bool, typer.Option("--skip-retry-delays", help="Retries run at once.")] = False,
+    max_wait: Annotated[str, typer.Option("--max-wait", metavar="DURATION",
+                                          help="Wait out sleeps and retry delays up to this long.")] = "30 seconds",
+    config: Annotated[Path, typer.Option("--config", "-c", metavar="FILE|DIR",
+                                         help="wrangler.toml/.jsonc/.json or its directory.")] = Path("."),
+    persist_to: Annotated[Path | None, typer.Option("--persist-to", metavar="DIR",
+                                                    help="State directory. Default: <project>/.dynwf.")] = None,
+    inline: Annotated[bool, typer.Option("--inline", help="Tenant code in the engine process (debuggers).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Create one instance for a tenant, drive it through crashes/evictions, print a report."""
+    parsed_params = _json_arg(params, "--params")
+    parsed_meta = _json_arg(metadata, "--metadata")
+
+    def progress(n: int, markers: list[dict[str, Any]]) -> None:
+        if as_json or n == 1:
+            return
+        m = markers[-1]
+        stderr.print(f"[magenta]engine killed[/] at {escape(m['step'])}#{m['count']}:{m['when']}; "
+                     f"starting engine process {n} to recover from the journal")
+
+    try:
+        report = run_workflow(
+            config, tenant=tenant, workflow=workflow, params=parsed_params, id=id,
+            metadata=parsed_meta, crash_at=crash_at or [], evict_at=evict_at or [],
+            hibernate_every_step=hibernate_every_step, skip_sleeps=skip_sleeps,
+            skip_retry_delays=skip_retry_delays, max_wait=max_wait, persist_to=persist_to,
+            inline=inline, on_process=progress,
+        )
+    except ValidationError as exc:
+        raise fail(escape(str(exc)), code=2) from None
+    except ConfigError as exc:
+        raise fail(escape(str(exc).splitlines()[0]) + "  (run `dynwf validate` for every problem)") from None
+    except DynwfError as exc:
+        raise fail(escape(str(exc))) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; the instance is in the journal (`dynwf inspect`)", code=130) from None
+    if as_json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        _print_report(report)
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,188 @@
+"""``dynwf run`` through its real entry point: real SIGKILLs, recovery, eviction, hibernation.
+
+Every run here is a `python -m dynwf run ... --json` subprocess whose engine runs in
+child processes the supervisor kills with SIGKILL at the crash points.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project_run"
+CHAIN = ["load", "price", "total", "receipt"]
+ITEMS = {"items": ["tea", "milk", "honey"]}
+OUTPUT = {"receipt": "3 items, total 36", "total": 36}  # what an uncrashed run returns
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+def dynwf(project: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dynwf", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_json(project: Path, *args: str, code: int = 0) -> dict[str, Any]:
+    done = dynwf(project, "run", "--json", *args)
+    assert done.returncode == code, done.stdout + done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert report["exit_code"] == code
+    return report
+
+
+def counts(report: dict[str, Any]) -> dict[str, int]:
+    return {s["name"]: s["executions"] for s in report["steps"]}
+
+
+def test_uncrashed_run_reports_every_step_once(project: Path) -> None:
+    baseline = run_json(project, "--tenant", "chain", "--params", json.dumps(ITEMS))
+    assert baseline["status"] == "complete"
+    assert baseline["output"] == OUTPUT
+    assert counts(baseline) == {f"{s}-1": 1 for s in CHAIN}
+    assert baseline["processes"] == 1 and baseline["markers"] == []
+    assert baseline["tenant"] == {"tenantId": "chain"}
+
+
+@pytest.mark.parametrize("when", ["before", "during", "after"])
+@pytest.mark.parametrize("step", CHAIN)
+def test_crash_at_every_step_in_every_mode(
+    project: Path, step: str, when: str
+) -> None:
+    report = run_json(
+        project,
+        "--tenant", "chain", "--params", json.dumps(ITEMS),
+        "--crash-at", f"{step}:{when}", "--skip-retry-delays",
+    )
+    assert report["status"] == "complete"
+    assert report["output"] == OUTPUT
+    assert report["processes"] == 2
+    assert [(m["kind"], m["step"], m["when"], m["process"]) for m in report["markers"]] == [
+        ("crash", step, when, 1)
+    ]
+    # measured, not inferred: the callback of a step killed before its result was
+    # journaled really ran twice; everything else ran exactly once
+    expected = {f"{s}-1": 2 if s == step and when != "after" else 1 for s in CHAIN}
+    assert counts(report) == expected
+    crashed = next(s for s in report["steps"] if s["name"] == f"{step}-1")
+    assert crashed["markers"] == [f"crash:{when} (process 1)"]
+    assert crashed["failed_attempts"] == (0 if when == "after" else 1)
+    # the steps journaled before the crash came back from the journal in process 2
+    for s in CHAIN[: CHAIN.index(step)]:
+        assert next(x for x in report["steps"] if x["name"] == f"{s}-1")["replays"] >= 1
+
+
+def test_several_crashes_in_one_run_and_inspect_sees_it(project: Path) -> None:
+    report = run_json(
+        project,
+        "--tenant", "chain", "--params", json.dumps(ITEMS), "--id", "order-7",
+        "--crash-at", "price:during", "--crash-at", "total", "--crash-at", "receipt#1:before",
+        "--skip-retry-delays",
+    )
+    assert report["processes"] == 4 and report["instance"] == "order-7"
+    assert counts(report) == {"load-1": 1, "price-1": 2, "total-1": 1, "receipt-1": 2}
+    assert report["output"] == OUTPUT
+    seen = dynwf(project, "inspect", "order-7", "--json")
+    assert seen.returncode == 0, seen.stderr
+    detail = json.loads(seen.stdout)
+    assert detail["status"] == "complete" and detail["tenant"] == '{"tenantId":"chain"}'
+    assert {s["name"]: s["executions"] for s in detail["steps"]} == counts(report)
+    again = dynwf(project, "run", "--tenant", "chain", "--id", "order-7")
+    assert again.returncode == 1 and "order-7" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_evict_at_replays_in_a_fresh_isolate(project: Path) -> None:
+    report = run_json(
+        project, "--tenant", "chain", "--params", json.dumps(ITEMS), "--evict-at", "price"
+    )
+    assert report["output"] == OUTPUT
+    assert [(m["kind"], m["step"], m["workers"]) for m in report["markers"]] == [
+        ("evict", "price", ["chain"])
+    ]
+    assert counts(report) == {f"{s}-1": 1 for s in CHAIN}
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["load-1"]["replays"] >= 1 and steps["price-1"]["replays"] >= 1
+    assert steps["price-1"]["markers"] == ["evict (process 1)"]
+
+
+def test_hibernate_every_step_exposes_state_outside_steps(project: Path) -> None:
+    plain = run_json(project, "--tenant", "counter")
+    assert plain["output"] == {"runs": 1, "receipt": "billed 10"}
+    assert plain["warnings"] == []
+    hib = run_json(project, "--tenant", "counter", "--hibernate-every-step")
+    assert hib["output"] != plain["output"]
+    assert hib["output"]["runs"] > 1
+    assert hib["warnings"] and all("do:welcome#1" in w for w in hib["warnings"])
+    assert "not requested" in hib["warnings"][0]
+
+
+def test_exit_codes_errored_and_waiting(project: Path) -> None:
+    failed = run_json(project, "--tenant", "failing", code=1)
+    assert failed["status"] == "errored"
+    assert failed["error"] == {"name": "NonRetryableError", "message": "card declined"}
+    sleeping = run_json(project, "--tenant", "approval", code=3)
+    assert sleeping["waiting"]["kind"] == "sleep" and sleeping["waiting"]["step"] == "settle"
+    waiting = run_json(project, "--tenant", "approval", "--skip-sleeps", code=3)
+    assert waiting["waiting"] == {
+        "kind": "event",
+        "step": "approval",
+        "type": "approved",
+        "deadline": waiting["waiting"]["deadline"],
+    }
+
+
+def test_human_report(project: Path) -> None:
+    done = dynwf(
+        project, "run", "--tenant", "chain", "--params", json.dumps(ITEMS),
+        "--crash-at", "total:during", "--skip-retry-delays",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "engine killed at total#1:during" in done.stderr
+    assert "engine processes: 2" in done.stdout and "crashes: 1" in done.stdout
+    assert "status: complete" in done.stdout and '"total": 36' in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--crash-at", "#2"], "no step name"),
+        (["--evict-at", "load:before"], "--crash-at only"),
+        (["--params", "{bad"], "--params is not JSON"),
+        (["--workflow", "nope"], "no such workflow"),
+        (["--max-wait", "soon"], "soon"),
+    ],
+)
+def test_usage_errors_exit_2(project: Path, args: list[str], needle: str) -> None:
+    done = dynwf(project, "run", "--tenant", "chain", *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unreached_point_is_reported(project: Path) -> None:
+    report = run_json(
+        project, "--tenant", "chain", "--params", json.dumps(ITEMS), "--crash-at", "lod"
+    )
+    assert report["unreached"] == ["lod#1:after"] and report["processes"] == 1
+
+
+def test_no_config_is_one_line(tmp_path: Path) -> None:
+    done = dynwf(tmp_path, "run", "--tenant", "x")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "wrangler" in done.stderr
