@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dynwf.errors import DynwfError
 
@@ -35,6 +36,18 @@ def fail(message: str, *, code: int = 1) -> typer.Exit:
     """Print one red line on stderr and return the Exit to raise."""
     stderr.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+def config_failure(exc: Exception) -> typer.Exit:
+    """One line for a config that does not load: the first problem, and where to see all."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    problems = [line for line in lines[1:] if not line.startswith("Run `dynwf validate`")]
+    text = lines[0] if lines else "the wrangler config does not load"
+    if problems:
+        text = f"{text} {problems[0]}"
+        if len(problems) > 1:
+            text += f" (+{len(problems) - 1} more)"
+    return fail(escape(text) + "  (run `dynwf validate` for every problem)")
 
 
 def main() -> None:

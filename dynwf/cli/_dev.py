@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from dynwf.cli._app import app, fail, stderr
+from dynwf.cli._app import app, config_failure, fail, stderr
 from dynwf.config import ConfigFileError, InvalidConfigError
 from dynwf.engine import StepEvent, TimeControl
 from dynwf.errors import DynwfError
@@ -97,7 +97,7 @@ def dev(
             time=TimeControl(skip_sleeps=skip_sleeps, skip_retry_delays=skip_retry_delays),
         )
     except (ConfigFileError, InvalidConfigError) as exc:
-        raise fail(str(exc).splitlines()[0] + "  (run `dynwf validate` for every problem)") from None
+        raise config_failure(exc) from None
     project.engine.listeners.append(_step_line)
     server_log = logging.getLogger("dynwf.server")
     server_log.addHandler(_RequestLog())

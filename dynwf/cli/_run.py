@@ -11,7 +11,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from dynwf.cli._app import app, fail, stderr, stdout
+from dynwf.cli._app import app, config_failure, fail, stderr, stdout
 from dynwf.errors import ConfigError, DynwfError, ValidationError
 from dynwf.run import RunReport, run_workflow
 
@@ -172,7 +172,7 @@ def run(
     except ValidationError as exc:
         raise fail(escape(str(exc)), code=2) from None
     except ConfigError as exc:
-        raise fail(escape(str(exc).splitlines()[0]) + "  (run `dynwf validate` for every problem)") from None
+        raise config_failure(exc) from None
     except DynwfError as exc:
         raise fail(escape(str(exc))) from None
     except KeyboardInterrupt:
