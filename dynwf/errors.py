@@ -9,11 +9,23 @@
     ├── InstanceExistsError        ``create`` with an id already in use
     ├── InvalidStateError          an operation the instance's status does not allow
     ├── WorkflowNotFoundError      no workflow registered under that name/binding
+    ├── AmbiguousInstanceError     an id several workflows/tenants use (dynwf.client)
     ├── JournalError               the journal file cannot be opened or is not ours
+    │   ├── StateNotFoundError     no journal where the state should be (dynwf.client)
+    │   └── JournalInUseError      another process holds the journal (dynwf.client)
     ├── ConfigError                a wrangler config that cannot be used
     │   ├── ConfigFileError        missing, unreadable or unparseable (dynwf.config)
     │   └── InvalidConfigError     breaks wrangler's or dynwf's rules (dynwf.config)
-    └── MissingDispatcherMetadataError  a dynamic workflow run without its envelope
+    ├── ProjectError               the dispatcher does not import or lacks a class (dynwf.project)
+    ├── CodeLoadError              a tenant's code does not load (dynwf.dispatch)
+    ├── MissingDispatcherMetadataError  a dynamic workflow run without its envelope
+    ├── ServerError                the dev server cannot start, e.g. port in use (dynwf.server)
+    ├── DevServerError             a running dev server answered unexpectedly (dynwf.client)
+    └── RunError                   a ``dynwf run`` that could not be carried out (dynwf.run)
+
+Subclasses defined in a subpackage live next to the code that raises them; the CLI
+turns any ``DynwfError`` into one line on stderr (exit 1, or 2 for a ValidationError
+from the command line) and never shows a traceback for one.
 
 Errors raised *inside* a workflow (a step's own exception, ``NonRetryableError``,
 ``WorkflowTimeoutError``) are tenant-facing and live in ``dynwf.workers.workflows``;
