@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dynwf.cli import (
     _dev,  # noqa: F401
+    _init,  # noqa: F401
     _inspect,  # noqa: F401
     _instances,  # noqa: F401
     _run,  # noqa: F401

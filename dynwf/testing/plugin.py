@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from dynwf.testing._project import ProjectHarness, find_project
 from dynwf.workers import install
@@ -28,7 +29,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.fixture
+# pytest_asyncio.fixture, not pytest.fixture: an async fixture then works in
+# pytest-asyncio's default strict mode as well as in auto mode.
+@pytest_asyncio.fixture
 async def dynwf_project(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[ProjectHarness]:

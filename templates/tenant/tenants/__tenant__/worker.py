@@ -1,0 +1,48 @@
+"""Tenant "__tenant__": a starting point. Write the workflow in TenantWorkflow.run.
+
+  POST /__tenant__/runs          {"id"?: "run-1", "name"?: "Ada"}
+  GET  /__tenant__/runs/<id>     the instance's status and output
+"""
+
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        params = event.payload or {}
+
+        @step.do()
+        async def greet():
+            return f"hello {params.get('name', 'world')} from {self.env.TENANT_ID}"
+
+        await greet()
+        await step.sleep("pause", "10 seconds")  # hibernates; greet() replays afterwards
+
+        @step.do()
+        async def finish(greet):  # a parameter named after a step receives its result
+            return {"message": greet, "tenant": self.env.TENANT_ID}
+
+        return await finish()
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        # The dispatcher forwards /__tenant__/... unchanged: drop the tenant segment.
+        path = request.url.split("://", 1)[-1].split("?", 1)[0]
+        route = [part for part in path.split("/")[2:] if part]
+        match request.method, route:
+            case "POST", ["runs"]:
+                body = await request.json() or {}
+                options = {"params": {k: v for k, v in body.items() if k != "id"}}
+                if body.get("id"):
+                    options["id"] = body["id"]
+                instance = await self.env.WORKFLOWS.create(options)
+                return Response.json({"id": instance.id}, status=201)
+            case "GET", ["runs", instance_id]:
+                try:
+                    instance = await self.env.WORKFLOWS.get(instance_id)
+                except Exception:  # "not found", including another tenant's instance ids
+                    return Response.json({"error": f"no run {instance_id!r}"}, status=404)
+                return Response.json({"id": instance_id, **await instance.status()})
+        return Response.json({"routes": ["POST /__tenant__/runs", "GET /__tenant__/runs/<id>"]},
+                             status=404)
