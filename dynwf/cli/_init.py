@@ -43,7 +43,7 @@ Examples:
 
 With --json, stdout is one object, paths relative to DIR:
 
-  {"created": [str, ...], "skipped": [str, ...]}
+  {"created": \\[str, ...], "skipped": \\[str, ...]}
 
 Tenant ids are what the dispatcher accepts: 1-63 lowercase letters, digits
 or hyphens, starting with a letter or digit.
@@ -59,7 +59,7 @@ def init(
     directory: Annotated[
         Path,
         typer.Argument(
-            metavar="[DIR]",
+            metavar="DIR",
             help="The project directory (created if missing). Default: the current directory.",
             show_default=False,
         ),
