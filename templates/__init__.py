@@ -1,6 +1,6 @@
 """Templates for ``dynwf init``, installed as the package ``dynwf._templates``.
 
 ``project/`` is a whole platform project, ``tenant/`` what ``dynwf init --tenant``
-adds; ``example/`` is the README's example. In paths and text, ``__project__``,
-``__tenant__`` and ``__tenant_module__`` are replaced when a project is made.
+adds. In paths and text, ``__project__``, ``__tenant__`` and ``__tenant_module__``
+are replaced when a project is made.
 """
