@@ -119,17 +119,22 @@ class IsolatePool:
         self._live: set[Isolate] = set()
         self._watch: asyncio.Task[None] | None = None
         self._on_evict = on_evict
+        self._closed = False
 
-    def warm(self) -> None:
-        """Boot a spare isolate now, so the first cold load does not pay for it."""
-        if self._spare is None:
+    def warm(self, delay: float = 0.0) -> None:
+        """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it."""
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.warm)
+        elif self._spare is None and not self._closed:
             self._spare = asyncio.create_task(_spawn(self.limits))
 
     async def start(self, handler: Any) -> Isolate:
         # Claim the spare before awaiting it, so concurrent loads never share a process.
-        spare = self._spare or asyncio.create_task(_spawn(self.limits))
-        self._spare = asyncio.create_task(_spawn(self.limits))  # the next cold load is warm
-        proc = await spare
+        # The next spare is booted by ``warm()`` shortly after this load is done (the
+        # loader calls it): booting an interpreter now would compete for the CPU with
+        # the tenant's import and its first step.
+        spare, self._spare = self._spare, None
+        proc = await (spare or _spawn(self.limits))
         iso = Isolate(proc, handler)
         self._live.add(iso)
         if self._watch is None or self._watch.done():
@@ -155,6 +160,7 @@ class IsolatePool:
                     await self._on_evict(iso)
 
     async def close(self) -> None:
+        self._closed = True
         for iso in list(self._live):
             await iso.close()
         self._live.clear()

@@ -34,6 +34,9 @@ log = logging.getLogger("dynwf.dispatch")
 Isolation = Literal["process", "inline"]
 GetCode = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 _runs = itertools.count(1)
+# Seconds after a cold load before the next spare isolate boots: not during the
+# tenant's import and first step (an interpreter boot takes a core for ~0.2 s).
+SPARE_DELAY = 0.1
 
 
 class CodeLoadError(DynwfError):
@@ -76,10 +79,10 @@ class WorkerLoader:
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
         self._background: set[asyncio.Task[None]] = set()
 
-    def warm(self) -> None:
+    def warm(self, delay: float = 0.0) -> None:
         """Start a spare isolate in the background (process isolation only)."""
         if self.isolation == "process":
-            self._pool.warm()
+            self._pool.warm(delay)
 
     def get(self, id: str, get_code: GetCode) -> WorkerStub:
         stub = self._workers.get(id)
@@ -263,6 +266,7 @@ class WorkerStub:
                 )
             except (RemoteError, ConnectionLost) as exc:
                 self._isolate = None
+                self.loader.warm(SPARE_DELAY)
                 if isinstance(exc, ConnectionLost) and iso.killed_for is not None:
                     raise PassInterrupted(f"worker {self.id!r} was evicted while loading") from None
                 iso.kill("its code failed to load", quiet=True)
@@ -273,6 +277,7 @@ class WorkerStub:
                 )
                 raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
             self._isolate = iso
+            self.loader.warm(SPARE_DELAY)  # the next cold load finds a booted spare
             return iso
 
     def module(self) -> types.ModuleType:

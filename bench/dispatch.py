@@ -1,0 +1,614 @@
+"""Dispatch benchmarks: cold tenant load, isolation cost per step, save-to-new-code, 1,000 tenants.
+
+Run ``.venv/bin/python bench/dispatch.py [--quick] [--only cold,steps,reload,scale]
+[--max-isolates N] [--json]``. Each scenario runs in a fresh subprocess (this script
+re-invokes itself with ``--scenario``) on a generated platform project in a fresh temp
+dir: ``wrangler.toml``, a dispatcher ``src/entry.py`` (the same shape as
+tests/fixtures/project_two_tenants: ``env.LOADER.get(tenant, get_code)`` reading
+``tenants/<id>/worker.py``) and one folder per tenant. The engine journals to a DuckDB
+file (``durability="process"``) and runs on the system clock.
+
+Every tenant's ``TenantWorkflow`` runs ``payload["steps"]`` no-op ``step.do`` calls; the
+first callback returns ``time.monotonic_ns()`` read *inside the isolate*. On Linux that
+is CLOCK_MONOTONIC, one clock for every process, so the engine can subtract its own
+timestamps from it.
+
+Definitions:
+
+- **cold dispatch**: from the call to ``create()`` on a tenant's wrapped binding, for a
+  tenant never loaded before, to the start of that instance's first step callback in
+  the tenant's isolate. It covers the create commit, the pass start, the dispatcher's
+  ``load_runner``, ``get_code()`` (reading the tenant's files), taking an isolate,
+  sending the code, writing it to a temp dir and importing it, the ``run`` message and
+  the ``do_begin`` round trip (which commits the step's ``attempt`` fact).
+  ``IsolatePool`` keeps one pre-booted spare process (``python -m
+  dynwf.dispatch._isolate_main``, its imports done), so a cold load normally costs a
+  module import, not an interpreter start. "spaced": new tenants arrive ``--gap``
+  seconds apart (default 1 s), so the spare re-boots in between. "burst": ``--burst``
+  never-seen tenants are created at the same instant; only the first finds a booted
+  spare, the others wait for interpreters booting in parallel. "warm first step" is the
+  same measure for a second instance of an already loaded tenant.
+- **isolation cost per step**: one tenant, one instance of ``--steps`` no-op steps, timed
+  from ``create()`` until the engine is idle, divided by the number of steps; with
+  ``isolation="process"`` and ``"inline"`` (the tenant's module executed in the engine
+  process). Both projects run in the same process and alternate, repeated; the figure
+  is the median of the paired differences (process minus inline).
+- **save-to-new-code**: a running Project with ``dynwf.project.watch`` armed and the
+  tenant loaded. Each round waits ``--gap`` seconds, rewrites ``tenants/t0/worker.py``
+  with a new ``VERSION``, then sends a request every 2 ms until the tenant answers with
+  the new version; the latency is from the end of the write to that answer.
+- **1,000 tenants**: ``--tenants`` tenants, one 3-step instance each, all created at
+  once (``create()`` calls gathered 100 at a time). Total time from the first create
+  until all are complete; memory is sampled every 100 ms as the engine process's RSS
+  plus the RSS (and, separately, the PSS) of every child process (the live isolates and
+  the spare). The loader caps live isolates at ``--max-isolates`` (default 64, LRU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from dynwf.dispatch import wrap_workflow_binding
+from dynwf.dispatch._isolate import Isolate, IsolateLimits, _spawn
+from dynwf.project import Project, ReloadResult, watch
+from dynwf.workers import Request
+
+WRANGLER = """\
+name = "bench-platform"
+main = "src/entry.py"
+compatibility_date = "2026-04-01"
+compatibility_flags = ["python_workers"]
+
+[[worker_loaders]]
+binding = "LOADER"
+
+[[workflows]]
+name = "dynamic-workflow"
+binding = "WORKFLOWS"
+class_name = "DynamicWorkflow"
+"""
+
+ENTRY = '''\
+"""Bench dispatcher: /<tenant>/... and each workflow pass go to tenants/<tenant>/."""
+
+from pathlib import Path
+
+from workers import WorkerEntrypoint
+
+from dynwf.dispatch import create_dynamic_workflow_entrypoint, wrap_workflow_binding
+
+TENANTS = Path(__file__).resolve().parent.parent / "tenants"
+
+
+def tenant_code(tenant, env):
+    folder = TENANTS / tenant
+    return {
+        "compatibilityDate": "2026-04-01",
+        "mainModule": "worker.py",
+        "modules": {p.name: p.read_text() for p in sorted(folder.glob("*.py"))},
+        "env": {"TENANT": tenant, "WORKFLOWS": wrap_workflow_binding({"tenantId": tenant}, env=env)},
+    }
+
+
+def tenant_worker(tenant, env):
+    return env.LOADER.get(tenant, lambda: tenant_code(tenant, env))
+
+
+def load_runner(ctx):
+    return tenant_worker(ctx["metadata"]["tenantId"], ctx["env"]).get_entrypoint("TenantWorkflow")
+
+
+DynamicWorkflow = create_dynamic_workflow_entrypoint(load_runner)
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        tenant = request.url.split("://", 1)[-1].split("/")[1]
+        return await tenant_worker(tenant, self.env).get_entrypoint().fetch(request)
+'''
+
+WORKER = """\
+import time
+
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+
+VERSION = {version}
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        first = None
+        for k in range(event.payload["steps"]):
+
+            @step.do(f"s{{k}}")
+            async def s():
+                return time.monotonic_ns() if k == 0 else None
+
+            out = await s()
+            if k == 0:
+                first = out
+        return {{"first": first, "tenant": self.env.TENANT}}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(str(VERSION))
+"""
+
+
+# -- helpers --------------------------------------------------------------------------
+def _tenant(k: int) -> str:
+    return f"t{k:04d}"
+
+
+def _make_project(root: Path, tenants: int) -> Path:
+    (root / "src").mkdir(parents=True)
+    (root / "wrangler.toml").write_text(WRANGLER)
+    (root / "src" / "entry.py").write_text(ENTRY)
+    for k in range(tenants):
+        folder = root / "tenants" / _tenant(k)
+        folder.mkdir(parents=True)
+        (folder / "worker.py").write_text(WORKER.format(version=0))
+    return root
+
+
+async def _open(tmp: Path, name: str, tenants: int, **kw: Any) -> Project:
+    root = _make_project(tmp / name, tenants)
+    p = Project.load(root, persist_to=tmp / f"{name}-state", **kw)
+    await p.start()
+    return p
+
+
+async def _first_step_ns(p: Project, tenant: str, steps: int = 1) -> tuple[int, int]:
+    """Create one instance for ``tenant``; (create call ns, first step start ns)."""
+    b = wrap_workflow_binding({"tenantId": tenant}, env=p.env)
+    t0 = time.monotonic_ns()
+    inst = await b.create({"params": {"steps": steps}})
+    await p.engine.wait_until_idle(timeout=120)
+    st = await inst.status()
+    if st["status"] != "complete":
+        raise SystemExit(f"instance of {tenant} ended {st}")
+    return t0, int(st["output"]["first"])
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def _summary(prefix: str, values: list[float]) -> dict[str, Any]:
+    ordered = sorted(values)
+    return {
+        f"{prefix}_median": statistics.median(ordered),
+        f"{prefix}_p90": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        f"{prefix}_max": ordered[-1],
+        f"{prefix}_all": values,
+    }
+
+
+async def _boot_ms(limits: IsolateLimits) -> float:
+    """A fresh isolate process: spawn until it answers a ping (an interpreter start)."""
+
+    async def refuse(msg: dict[str, Any]) -> Any:
+        raise RuntimeError("unexpected")
+
+    t0 = time.perf_counter()
+    iso = Isolate(await _spawn(limits), refuse)
+    await iso.conn.request({"op": "ping"})
+    elapsed = time.perf_counter() - t0
+    await iso.close()
+    return elapsed * 1000
+
+
+def _mem_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, from /proc/<pid>/smaps_rollup; (0, 0) if gone."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def _children(parent: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent:
+            pids.append(int(entry.name))
+    return pids
+
+
+class MemSampler:
+    """Peak of (engine RSS + children's RSS) and of the PSS sum, sampled periodically."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self.peak_rss_kb = self.peak_pss_kb = self.peak_children = 0
+        self.engine_rss_at_peak_kb = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        me = os.getpid()
+        own_rss, own_pss = _mem_kb(me)
+        kids = [_mem_kb(pid) for pid in _children(me)]
+        rss = own_rss + sum(r for r, _ in kids)
+        pss = own_pss + sum(p for _, p in kids)
+        if rss > self.peak_rss_kb:
+            self.peak_rss_kb, self.engine_rss_at_peak_kb = rss, own_rss
+        self.peak_pss_kb = max(self.peak_pss_kb, pss)
+        self.peak_children = max(self.peak_children, len(kids))
+
+    async def _loop(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.every)
+
+    def __enter__(self) -> MemSampler:
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.sample()
+
+
+# -- scenarios (each runs in its own subprocess and returns its metrics) --------------
+async def scenario_cold(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """Never-seen tenants: spaced arrivals, then a burst; warm first steps for contrast."""
+    spaced, burst, gap = opts["cold"], opts["burst"], opts["gap"]
+    p = await _open(tmp, "cold", spaced + burst, max_isolates=opts["max_isolates"])
+    try:
+        boots = [await _boot_ms(IsolateLimits()) for _ in range(5)]
+        cold, warm = [], []
+        for k in range(spaced):
+            await asyncio.sleep(gap)  # the spare (re)boots meanwhile
+            t0, first = await _first_step_ns(p, _tenant(k))
+            cold.append(_ms(first - t0))
+            t0, first = await _first_step_ns(p, _tenant(k))  # now loaded
+            warm.append(_ms(first - t0))
+        await asyncio.sleep(gap)
+        names = [_tenant(spaced + k) for k in range(burst)]
+        bindings = [wrap_workflow_binding({"tenantId": t}, env=p.env) for t in names]
+        t0 = time.monotonic_ns()
+        insts = await asyncio.gather(*(b.create({"params": {"steps": 1}}) for b in bindings))
+        await p.engine.wait_until_idle(timeout=120)
+        burst_ms = []
+        for inst in insts:
+            st = await inst.status()
+            if st["status"] != "complete":
+                raise SystemExit(f"burst instance ended {st}")
+            burst_ms.append(_ms(int(st["output"]["first"]) - t0))
+        loads = p.loaders["LOADER"].loads
+    finally:
+        await p.stop()
+    return {
+        **_summary("cold", cold),
+        **_summary("warm", warm),
+        **_summary("burst", burst_ms),
+        "boot_ms_median": statistics.median(boots),
+        "loads": loads,
+    }
+
+
+async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """One instance of N no-op steps, isolation="process" vs "inline", alternating."""
+    steps, repeats = opts["steps"], opts["repeats"]
+    modes = ("process", "inline")
+    projects = {m: await _open(tmp, m, 1, isolation=m) for m in modes}
+    per_step: dict[str, list[float]] = {m: [] for m in modes}
+    commits: dict[str, list[float]] = {m: [] for m in modes}
+    try:
+        for m in modes:  # load the tenant and warm both paths
+            await _first_step_ns(projects[m], _tenant(0), 20)
+        for _ in range(repeats):
+            for m in modes:
+                p = projects[m]
+                b = wrap_workflow_binding({"tenantId": _tenant(0)}, env=p.env)
+                c0 = p.engine.commits
+                t0 = time.perf_counter()
+                inst = await b.create({"params": {"steps": steps}})
+                await p.engine.wait_until_idle(timeout=300)
+                elapsed = time.perf_counter() - t0
+                st = await inst.status()
+                if st["status"] != "complete":
+                    raise SystemExit(f"{m} instance ended {st}")
+                per_step[m].append(elapsed * 1000 / steps)
+                commits[m].append((p.engine.commits - c0) / steps)
+    finally:
+        for p in projects.values():
+            await p.stop()
+    diffs = [a - b for a, b in zip(per_step["process"], per_step["inline"], strict=True)]
+    return {
+        "process_ms_per_step": statistics.median(per_step["process"]),
+        "inline_ms_per_step": statistics.median(per_step["inline"]),
+        "added_ms_per_step": statistics.median(diffs),
+        "process_commits_per_step": statistics.median(commits["process"]),
+        "inline_commits_per_step": statistics.median(commits["inline"]),
+        "runs": per_step,
+    }
+
+
+async def scenario_reload(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """Save a tenant module under a running watcher; time until a request sees it."""
+    saves, gap = opts["saves"], opts["gap"]
+    p = await _open(tmp, "reload", 1)
+    path = p.root / "tenants" / _tenant(0) / "worker.py"
+    url = f"http://localhost/{_tenant(0)}/version"
+    results: list[ReloadResult] = []
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(p, results.append, stop=stop))
+    latencies: list[float] = []
+    try:
+        r = await p.fetch(Request(url))
+        if r.body != b"0":
+            raise SystemExit(f"tenant answered {r.body!r} before any save")
+        for version in range(1, saves + 1):
+            await asyncio.sleep(gap)  # the watcher is armed, the spare booted
+            path.write_text(WORKER.format(version=version))
+            t0 = time.perf_counter()
+            want = str(version).encode()
+            while (await p.fetch(Request(url))).body != want:
+                if time.perf_counter() - t0 > 10:
+                    raise SystemExit(f"save {version} not served after 10 s")
+                await asyncio.sleep(0.002)
+            latencies.append((time.perf_counter() - t0) * 1000)
+    finally:
+        stop.set()
+        await asyncio.wait_for(watcher, 5)
+        await p.stop()
+    reload_ms = [r.seconds * 1000 for r in results if r.workers]
+    return {
+        **_summary("save", latencies),
+        "reload_now_ms_median": statistics.median(reload_ms) if reload_ms else float("nan"),
+        "reloads": len(results),
+    }
+
+
+async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """N tenants, one 3-step instance each, created at once; time and peak memory."""
+    n, cap = opts["tenants"], opts["max_isolates"]
+    p = await _open(tmp, "scale", n, max_isolates=cap)
+    loader = p.loaders["LOADER"]
+    try:
+        with MemSampler() as mem:
+            t0 = time.perf_counter()
+            for start in range(0, n, 100):
+                await asyncio.gather(
+                    *(
+                        wrap_workflow_binding({"tenantId": _tenant(k)}, env=p.env).create(
+                            {"params": {"steps": 3}}
+                        )
+                        for k in range(start, min(start + 100, n))
+                    )
+                )
+            created = time.perf_counter() - t0
+            await p.engine.wait_until_idle(timeout=900)
+            elapsed = time.perf_counter() - t0
+        counts: dict[str, int] = {}
+        for st in p.engine.all_states():
+            counts[st.status.value] = counts.get(st.status.value, 0) + 1
+        if counts.get("complete") != n:
+            raise SystemExit(f"expected {n} complete, found {counts}")
+        loads = loader.loads
+    finally:
+        await p.stop()
+    return {
+        "tenants": n,
+        "max_isolates": cap,
+        "total_s": elapsed,
+        "create_s": created,
+        "tenants_per_s": n / elapsed,
+        "peak_rss_mb": mem.peak_rss_kb / 1024,
+        "peak_pss_mb": mem.peak_pss_kb / 1024,
+        "engine_rss_at_peak_mb": mem.engine_rss_at_peak_kb / 1024,
+        "peak_child_processes": mem.peak_children,
+        "code_loads": loads,
+    }
+
+
+Scenario = Callable[[Path, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
+SCENARIOS: dict[str, Scenario] = {
+    "cold": scenario_cold,
+    "steps": scenario_steps,
+    "reload": scenario_reload,
+    "scale": scenario_scale,
+}
+
+# (scenario, metric key, label, unit, target, higher is better); target None = information
+ROWS: list[tuple[str, str, str, str, float | None, bool]] = [
+    ("cold", "cold_median", "(1) cold dispatch, spaced arrivals, median", "ms", 10.0, False),
+    ("cold", "cold_p90", "    ...p90", "ms", None, False),
+    ("cold", "cold_max", "    ...max", "ms", None, False),
+    ("cold", "warm_median", "    warm first step (tenant loaded), median", "ms", None, False),
+    ("cold", "burst_median", "    burst of new tenants at once, median", "ms", None, False),
+    ("cold", "burst_max", "    ...max", "ms", None, False),
+    ("cold", "boot_ms_median", "    isolate interpreter boot (spawn->ready)", "ms", None, False),
+    (
+        "steps",
+        "added_ms_per_step",
+        "(2) added cost per warm step, process isolation",
+        "ms",
+        0.2,
+        False,
+    ),
+    ("steps", "process_ms_per_step", "    per step, isolation=process", "ms", None, False),
+    ("steps", "inline_ms_per_step", "    per step, isolation=inline", "ms", None, False),
+    ("steps", "process_commits_per_step", "    journal commits per step, process", "", None, False),
+    ("steps", "inline_commits_per_step", "    journal commits per step, inline", "", None, False),
+    ("reload", "save_median", "(3) save -> new code serves, median", "ms", 500.0, False),
+    ("reload", "save_max", "    ...max", "ms", 500.0, False),
+    ("reload", "reload_now_ms_median", "    of which reload_now(), median", "ms", None, False),
+    ("scale", "total_s", "(4) N tenants x 1 instance: total time", "s", None, False),
+    ("scale", "tenants_per_s", "    tenants completed per second", "/s", None, True),
+    ("scale", "peak_rss_mb", "    peak RSS, engine + all isolates", "MB", None, False),
+    ("scale", "peak_pss_mb", "    peak PSS, engine + all isolates", "MB", None, False),
+    ("scale", "engine_rss_at_peak_mb", "    engine process RSS at that peak", "MB", None, False),
+    (
+        "scale",
+        "peak_child_processes",
+        "    peak child processes (isolates + spare)",
+        "",
+        None,
+        False,
+    ),
+    ("scale", "code_loads", "    code loads (> N means evicted mid-load)", "", None, False),
+]
+
+FULL = {
+    "cold": 20,
+    "burst": 8,
+    "gap": 1.0,
+    "steps": 1000,
+    "repeats": 5,
+    "saves": 10,
+    "tenants": 1000,
+}
+QUICK = {"cold": 4, "burst": 3, "gap": 0.6, "steps": 200, "repeats": 2, "saves": 3, "tenants": 100}
+
+
+def run_scenario(name: str, opts: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"dynwf-bench-{name}-") as tmp:
+        return asyncio.run(SCENARIOS[name](Path(tmp), opts))
+
+
+# -- driver ---------------------------------------------------------------------------
+def _spawn_scenario(name: str, opts: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--scenario", name, "--opts", json.dumps(opts)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or proc.stdout).strip()[-2000:], "wall_s": wall}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_s"] = wall
+    return result
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--only", default=",".join(SCENARIOS), help="comma list of " + ",".join(SCENARIOS)
+    )
+    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    ap.add_argument("--max-isolates", type=int, default=64, help="loader cap on live isolates")
+    ap.add_argument("--tenants", type=int, help="tenants in (4) (default 1000, quick 100)")
+    ap.add_argument("--gap", type=float, help="seconds between new tenants / saves (default 1)")
+    ap.add_argument("--json", action="store_true", help="print machine-readable results")
+    ap.add_argument("--scenario", help=argparse.SUPPRESS)
+    ap.add_argument("--opts", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.scenario:
+        print(json.dumps(run_scenario(args.scenario, json.loads(args.opts))))
+        return 0
+
+    opts: dict[str, Any] = dict(QUICK if args.quick else FULL)
+    opts["max_isolates"] = args.max_isolates
+    if args.tenants is not None:
+        opts["tenants"] = args.tenants
+    if args.gap is not None:
+        opts["gap"] = args.gap
+    names = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"running ({name}) ...", file=sys.stderr, flush=True)
+        results[name] = _spawn_scenario(name, opts)
+
+    rows: list[dict[str, Any]] = []
+    failed = False
+    for scen, key, label, unit, target, higher in ROWS:
+        if scen not in results:
+            continue
+        res = results[scen]
+        if scen == "scale":
+            label = label.replace("N tenants", f"{res.get('tenants', opts['tenants']):,} tenants")
+        if "error" in res:
+            if not any(r["scenario"] == label for r in rows):
+                rows.append({"scenario": label, "measured": None, "unit": unit,
+                             "target": target, "verdict": "ERROR"})  # fmt: skip
+            failed = True
+            continue
+        value = float(res[key])
+        verdict = "-"
+        if target is not None:
+            ok = value >= target if higher else value <= target
+            verdict = "PASS" if ok else "MISS"
+        rows.append({"scenario": label, "measured": value, "unit": unit, "target": target,
+                     "higher_is_better": higher, "verdict": verdict})  # fmt: skip
+
+    m = _machine()
+    if args.json:
+        print(json.dumps({"machine": m, "opts": opts, "rows": rows, "raw": results}, indent=2))
+    else:
+        print(
+            f"\ndynwf dispatch bench  {'quick' if args.quick else 'full'}  nproc={m['nproc']}  "
+            f"cpu={m['cpu']}  python={m['python']}  max_isolates={opts['max_isolates']}"
+        )
+        width = max(len(r["scenario"]) for r in rows) if rows else 10
+        print(f"{'scenario':<{width}}  {'measured':>15}  {'target':>14}  result")
+        print("-" * (width + 41))
+        for r in rows:
+            meas = "error" if r["measured"] is None else f"{_fmt(r['measured'])} {r['unit']}"
+            tgt = "-"
+            if r["target"] is not None:
+                sign = ">=" if r.get("higher_is_better") else "<="
+                tgt = f"{sign} {_fmt(r['target'])} {r['unit']}"
+            print(f"{r['scenario']:<{width}}  {meas.strip():>15}  {tgt:>14}  {r['verdict']}")
+        for name, res in results.items():
+            if "error" in res:
+                print(f"\n({name}) failed:\n{res['error']}", file=sys.stderr)
+        total = sum(r.get("wall_s", 0.0) for r in results.values())
+        print(f"\ntotal wall time {total:.1f} s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
