@@ -43,6 +43,19 @@ class RemoteHost:
     async def do_end(
         self, key: str, attempt: int, ok: bool, value: Any, error: Any, retryable: bool
     ) -> Outcome:
+        if ok:
+            # A success's outcome is always ("done", value): send it one way and go on.
+            # The pipe keeps order, so the engine records it before the next request,
+            # and the next step's do_begin waits until it is durable.
+            self._conn.notify(
+                {
+                    "op": "host",
+                    "run": self._run,
+                    "method": "do_end",
+                    "args": [key, attempt, ok, value, error, retryable],
+                }
+            )
+            return ("done", value)
         return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable))
 
     async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:

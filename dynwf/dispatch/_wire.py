@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 _LEN = struct.Struct(">I")
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+log = logging.getLogger("dynwf.dispatch")
 
 
 class ConnectionLost(Exception):
@@ -109,6 +113,9 @@ class Connection:
                 self._tasks.pop(n, None)
             raise
         except BaseException as exc:  # answered as data; the other side re-raises it
+            if n is None:  # a one-way message: nobody to answer, so say it here
+                log.warning("one-way %s message failed: %s: %s", msg.get("method") or msg.get("op"),
+                            type(exc).__name__, exc)
             reply: dict[str, Any] = {"re": n, "ok": False, "error": error_data(exc)}
         else:
             reply = {"re": n, "ok": True, "value": value}

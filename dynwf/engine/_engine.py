@@ -44,6 +44,9 @@ from dynwf.journal import Durability, Journal, encode
 from dynwf.workers.workflows import NonRetryableError
 
 log = logging.getLogger("dynwf.engine")
+# How long a step's result may wait for the next step's attempt fact to share its
+# commit (see Engine.record). Never longer than this, and never past the next callback.
+LAZY_COMMIT_S = 0.005
 
 
 class WorkflowProgram(Protocol):
@@ -169,10 +172,15 @@ class Engine:
         self._timer_task: asyncio.Task[None] | None = None
         self._pending: list[Row] = []
         self._flush_fut: asyncio.Future[None] | None = None
+        # The scheduled flush: at once (call_soon) or, for a step's result, a moment
+        # later, so the next step's attempt fact shares its commit (see ``record``).
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_lazy = False
         self._seq = 0
         self._idle = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._interruptions: dict[str, int] = {}
+        self._after_pass: dict[str, list[Callable[[], object]]] = {}
         self._delayed: set[asyncio.TimerHandle] = set()
         self._reruns = 0
         self._parked: set[str] = set()
@@ -237,6 +245,10 @@ class Engine:
         for handle in self._delayed:
             handle.cancel()
         self._pending.clear()
+        self._after_pass.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if self._flush_fut is not None and not self._flush_fut.done():
             self._flush_fut.set_result(None)
         self._flush_fut = None
@@ -348,8 +360,24 @@ class Engine:
         log.debug("recovered %s (%s -> %s)", st.id, before, st.status)
 
     # -- facts and commits -----------------------------------------------------------
-    def record(self, st: InstanceState, kind: str, step: str | None, data: dict[str, Any]) -> None:
-        """Apply a fact to the instance and queue it for the next commit."""
+    def record(
+        self,
+        st: InstanceState,
+        kind: str,
+        step: str | None,
+        data: dict[str, Any],
+        *,
+        lazy: bool = False,
+    ) -> None:
+        """Apply a fact to the instance and queue it for the next commit.
+
+        The commit runs at the end of this event-loop turn, shared by every fact
+        recorded in it (group commit). A ``lazy`` fact (a step's result) may wait up
+        to ``LAZY_COMMIT_S`` for company: the result only has to be durable before the
+        next step's callback runs, and that step's ``attempt`` fact, recorded a
+        round trip later when the tenant runs in an isolate, then shares its commit.
+        ``durable()`` and any non-lazy fact bring a waiting commit forward.
+        """
         if self._frozen:
             return  # the (simulated) process is dead: this fact is lost
         seq = self._seq
@@ -357,12 +385,28 @@ class Engine:
         ts = self.clock.now_ms()
         st.apply(seq, ts, kind, step, data)
         self._pending.append((st.uid, seq, ts, kind, step, encode(data)))
+        loop = asyncio.get_running_loop()
         if self._flush_fut is None:
-            loop = asyncio.get_running_loop()
             self._flush_fut = loop.create_future()
-            loop.call_soon(self._flush)
+            if lazy:
+                self._flush_handle = loop.call_later(LAZY_COMMIT_S, self._flush)
+                self._flush_lazy = True
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
+        elif self._flush_lazy and not lazy:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        self._flush_lazy = False
 
     def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # commit_now() ran it before its turn
+            self._flush_handle = None
+        self._flush_lazy = False
         fut = self._flush_fut
         self._flush_fut = None
         rows, self._pending = self._pending, []
@@ -396,6 +440,8 @@ class Engine:
     async def durable(self) -> None:
         """Return once every fact recorded so far is committed."""
         if self._flush_fut is not None:
+            if self._flush_lazy:
+                self._flush_soon()
             await asyncio.shield(self._flush_fut)
 
     def set_status(self, st: InstanceState, event: Event, **extra: Any) -> None:
@@ -627,6 +673,15 @@ class Engine:
         p.interrupt()
         return True
 
+    def after_pass(self, uid: str, fn: Callable[[], object]) -> bool:
+        """End the running pass of ``uid`` at its next step boundary and call ``fn()`` once
+        it has ended, before the instance runs again (e.g. to evict its code). False,
+        and no call, if no pass of ``uid`` is running."""
+        if not self.interrupt(uid):
+            return False
+        self._after_pass.setdefault(uid, []).append(fn)
+        return True
+
     def _rerun_later(self, st: InstanceState) -> None:
         """Run an interrupted instance again, backing off if its code keeps failing."""
         n = self._interruptions.get(st.uid, 0)
@@ -738,6 +793,11 @@ class Engine:
             p.task = None
             if self._slots.running.get(st.uid) is p:
                 del self._slots.running[st.uid]
+            for fn in self._after_pass.pop(st.uid, ()):
+                try:
+                    fn()
+                except Exception:
+                    log.exception("after-pass hook of %s failed", st.id)
             if not p.aborted and st.status is Status.WAITING and st.uid not in self._parked:
                 self._arm(st)
             elif st.status is Status.QUEUED and not self.stopping:

@@ -152,7 +152,9 @@ class Pass:
         s = st.steps[key]
         if ok:
             eng.faults.before_result(st, s)
-            eng.record(st, "attempt_end", key, {"n": attempt, "ok": True, "output": value})
+            eng.record(
+                st, "attempt_end", key, {"n": attempt, "ok": True, "output": value}, lazy=True
+            )
             eng.faults.after_result(st, s)
             eng.step_finished(st, s)
             self.maybe_cancel()

@@ -92,14 +92,20 @@ class _RunFaults(Faults):
             self.project.engine.interrupt(st.uid)
 
     def _evict(self, st: InstanceState) -> list[str]:
-        evicted: list[str] = []
-        for loader in self.project.loaders.values():
-            for id in loader.serving(st.uid):
-                evicted.append(id)
+        """Evict the workers running this instance once the pass ends at the next step
+        boundary (a step already started would otherwise be cut off)."""
+        serving = [
+            (loader, id) for loader in self.project.loaders.values() for id in loader.serving(st.uid)
+        ]
+
+        def evict() -> None:
+            for loader, id in serving:
                 task = asyncio.get_running_loop().create_task(loader.evict(id))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        return evicted
+
+        self.project.engine.after_pass(st.uid, evict)
+        return [id for _, id in serving]
 
 
 def _waiting_on(st: InstanceState, now: int, spec: RunSpec) -> dict[str, Any] | None:

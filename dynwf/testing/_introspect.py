@@ -14,6 +14,7 @@ dynwf adds ``crash_at`` (the engine 'dies' at a step point and recovers from the
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, Literal
@@ -146,7 +147,8 @@ class _TestFaults(Faults):
             for rule in list(rules.evictions):
                 if rule[0] == step.name and rule[1] == step.count and rules.evictor is not None:
                     rules.evictions.remove(rule)
-                    rules.evictor(st)
+                    # at the next step boundary, so the step now starting is not cut off
+                    self.engine.after_pass(st.uid, functools.partial(rules.evictor, st))
             if rules.hibernate:
                 self.engine.interrupt(st.uid)
 
