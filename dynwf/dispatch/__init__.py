@@ -1,16 +1,42 @@
-"""Dynamic dispatch: the dispatcher API, the Worker Loader, isolates, tenant scoping, reload."""
+"""Dynamic dispatch: the dispatcher API, the Worker Loader, isolates, tenant scoping, reload.
 
-from dynwf.dispatch._api import (
-    TenantWorkflowBinding,
-    create_dynamic_workflow_entrypoint,
-    current_env,
-    dispatch_workflow,
-    wrap_workflow_binding,
-)
-from dynwf.dispatch._envelope import ENVELOPE_KEY, scope_of
-from dynwf.dispatch._isolate import IsolateLimits
-from dynwf.dispatch._loader import CodeLoadError, EntrypointStub, WorkerLoader, WorkerStub
-from dynwf.errors import MissingDispatcherMetadataError
+Names are imported on first use (PEP 562), so a process that needs one part
+(an isolate needs the tenant-side step code) does not load the rest (the journal, DuckDB).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dynwf.dispatch._api import (
+        TenantWorkflowBinding,
+        create_dynamic_workflow_entrypoint,
+        current_env,
+        dispatch_workflow,
+        wrap_workflow_binding,
+    )
+    from dynwf.dispatch._envelope import ENVELOPE_KEY, scope_of
+    from dynwf.dispatch._isolate import IsolateLimits
+    from dynwf.dispatch._loader import CodeLoadError, EntrypointStub, WorkerLoader, WorkerStub
+    from dynwf.errors import MissingDispatcherMetadataError
+
+_WHERE = {
+    "CodeLoadError": "dynwf.dispatch._loader",
+    "ENVELOPE_KEY": "dynwf.dispatch._envelope",
+    "EntrypointStub": "dynwf.dispatch._loader",
+    "IsolateLimits": "dynwf.dispatch._isolate",
+    "MissingDispatcherMetadataError": "dynwf.errors",
+    "TenantWorkflowBinding": "dynwf.dispatch._api",
+    "WorkerLoader": "dynwf.dispatch._loader",
+    "WorkerStub": "dynwf.dispatch._loader",
+    "create_dynamic_workflow_entrypoint": "dynwf.dispatch._api",
+    "current_env": "dynwf.dispatch._api",
+    "dispatch_workflow": "dynwf.dispatch._api",
+    "scope_of": "dynwf.dispatch._envelope",
+    "wrap_workflow_binding": "dynwf.dispatch._api",
+}
 
 __all__ = [
     "ENVELOPE_KEY",
@@ -27,3 +53,16 @@ __all__ = [
     "scope_of",
     "wrap_workflow_binding",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
