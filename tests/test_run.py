@@ -186,3 +186,11 @@ def test_no_config_is_one_line(tmp_path: Path) -> None:
     done = dynwf(tmp_path, "run", "--tenant", "x")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "wrangler" in done.stderr
+
+
+def test_help_shows_the_crash_point_syntax_and_exit_codes(tmp_path: Path) -> None:
+    done = dynwf(tmp_path, "run", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "STEP[#N][:before|:after|:during]" in text
+    assert "3 waiting" in text and "Examples" in text

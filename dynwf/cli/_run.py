@@ -28,7 +28,7 @@ Examples:
 
   dynwf run --tenant acme --hibernate-every-step --skip-sleeps --json
 
-Crash points: STEP[#N][:before|:after|:during] is the N-th call (default 1) of the step
+Crash points: STEP\\[#N]\\[:before|:after|:during] is the N-th call (default 1) of the step
 named STEP; :after (default) kills the engine right after its result is journaled,
 :before after the callback returned but before the journal write, :during while the
 callback runs. Each kill is a real SIGKILL of the engine process; a fresh process
