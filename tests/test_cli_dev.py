@@ -142,13 +142,15 @@ def test_dev_serves_two_tenants_while_inspect_reads_it(project: Path, running: l
     }
     deadline = time.monotonic() + 30
     while True:
-        a_detail = inspect_json(project, "same", "--tenant", '{"tenantId":"acme"}')
+        a_detail = inspect_json(project, "same", "--tenant", "acme")  # a bare tenant id
         g_detail = inspect_json(project, "same", "--tenant", '{"tenantId":"globex"}')
         if {a_detail["status"], g_detail["status"]} == {"complete"} or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert a_detail["output"] == {"tenant": "acme", "text": "HELLO ADA FROM ACME"}
     assert g_detail["output"] == {"tenant": "globex", "text": "greetings grace, globex here", "n": 5}
+    only_acme = inspect_json(project, "--tenant", "acme")["instances"]
+    assert [(i["id"], i["tenant"]) for i in only_acme] == [("same", '{"tenantId":"acme"}')]
     count = next(s for s in g_detail["steps"] if s["name"] == "count-1")
     assert [x["success"] for x in count["attempts"]] == [False, True]
     # the request and step log, one readable line each

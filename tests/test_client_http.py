@@ -123,8 +123,13 @@ async def test_client_http_errors_are_typed_and_say_where(live: Live) -> None:
     assert "on the dev server at http://localhost" in str(amb.value)
     with pytest.raises(InstanceNotFoundError, match="no instance 'nope' on the dev server"):
         await live.client.pause("nope")
-    with pytest.raises(InstanceNotFoundError, match=r"'o-2' in workflow 'orders' tenant 'acme'"):
+    # a bare tenant id may also mean {"tenantId": ...}: the client looks before it asks
+    with pytest.raises(
+        InstanceNotFoundError, match=r"no instance 'o-2' \(workflow 'orders', tenant 'acme'\)"
+    ):
         await live.client.describe("o-2", workflow="orders", tenant="acme")
+    with pytest.raises(InstanceNotFoundError, match=r"'o-2' in workflow 'orders' tenant '\{\}'"):
+        await live.client.describe("o-2", workflow="orders", tenant="{}")
     with pytest.raises(WorkflowNotFoundError, match=r"no workflow 'nope'.*orders, billing"):
         await live.client.list_instances(workflow="nope")
     with pytest.raises(

@@ -103,6 +103,11 @@ def test_several_crashes_in_one_run_and_inspect_sees_it(project: Path) -> None:
     detail = json.loads(seen.stdout)
     assert detail["status"] == "complete" and detail["tenant"] == '{"tenantId":"chain"}'
     assert {s["name"]: s["executions"] for s in detail["steps"]} == counts(report)
+    listed = dynwf(project, "inspect", "--tenant", "chain", "--json")  # from the journal
+    assert [i["id"] for i in json.loads(listed.stdout)["instances"]] == ["order-7"]
+    bare = dynwf(project, "inspect", "order-7", "--tenant", "chain", "--json")
+    assert json.loads(bare.stdout)["tenant"] == '{"tenantId":"chain"}'
+    assert dynwf(project, "inspect", "order-7", "--tenant", "other").returncode == 1
     again = dynwf(project, "run", "--tenant", "chain", "--id", "order-7")
     assert again.returncode == 1 and "order-7" in again.stderr and "Traceback" not in again.stderr
 

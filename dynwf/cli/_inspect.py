@@ -53,7 +53,8 @@ TenantOpt = Annotated[
     typer.Option(
         "--tenant",
         metavar="T",
-        help="Look only at this tenant's instances ('' for those no tenant created).",
+        help="Look only at this tenant's instances: its scope as listed, or a bare tenant id "
+        "(also matches the metadata {\"tenantId\": T}); '' for those no tenant created.",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

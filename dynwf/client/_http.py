@@ -27,6 +27,7 @@ from dynwf.client._model import (
     check_listing,
     pick,
     place_text,
+    tenant_scopes,
 )
 from dynwf.errors import (
     InstanceNotFoundError,
@@ -85,8 +86,9 @@ class HttpStateClient:
             names = [workflow] if workflow is not None else known
             rows: list[tuple[str, dict[str, Any]]] = []
             for name in names:
-                items = await self._list(c, name, tenant=tenant, status=status, want=limit)
-                rows += [(name, item) for item in items]
+                for scope in [None] if tenant is None else tenant_scopes(tenant):
+                    items = await self._list(c, name, tenant=scope, status=status, want=limit)
+                    rows += [(name, {"tenant": scope, **item}) for item in items]
             # Newest first across workflows; items the server could not date go last.
             rows.sort(key=lambda r: str(r[1].get("created_on") or ""), reverse=True)
             rows = rows[:limit]
@@ -231,7 +233,7 @@ class HttpStateClient:
     async def _resolve(
         self, c: httpx.AsyncClient, id: str, workflow: str | None, tenant: str | None
     ) -> Place:
-        if workflow is not None and tenant is not None:
+        if workflow is not None and tenant is not None and len(tenant_scopes(tenant)) == 1:
             return workflow, tenant  # the server says "not found" if it is not there
         # Every workflow, every tenant (dynwf dev lists them all without ?tenant=): the
         # places outside the filters let a not-found message say where the id is.

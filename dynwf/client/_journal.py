@@ -27,6 +27,7 @@ from dynwf.client._model import (
     check_listing,
     pick,
     place_text,
+    tenant_scopes,
 )
 from dynwf.engine import Engine, InstanceState, instance_detail, iso_ms
 from dynwf.engine._model import fold
@@ -64,7 +65,8 @@ class JournalStateClient:
         async with self._reading() as journal:
             if workflow is not None:
                 _check_workflow(journal, workflow, self._where)
-            rows = journal.instances(workflow=workflow, scope=tenant, status=status, limit=limit)
+            scopes = None if tenant is None else tenant_scopes(tenant)
+            rows = journal.instances(workflow=workflow, scope=scopes, status=status, limit=limit)
         return [
             InstanceSummary(r.id, r.scope, r.workflow, r.status, iso_ms(r.created), r.steps)
             for r in rows

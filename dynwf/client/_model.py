@@ -162,6 +162,16 @@ def filters_text(workflow: str | None, tenant: str | None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def tenant_scopes(tenant: str) -> tuple[str, ...]:
+    """The scopes a ``--tenant`` value matches: itself, and for a bare tenant id such as
+    ``acme`` also the scope of the default metadata ``{"tenantId": "acme"}``."""
+    if tenant == "" or tenant.lstrip().startswith(("{", "[", '"')):
+        return (tenant,)
+    from dynwf.dispatch import scope_of
+
+    return (tenant, scope_of({"tenantId": tenant}))
+
+
 def pick(
     id: str, places: list[Place], *, workflow: str | None, tenant: str | None, where: str
 ) -> Place:
@@ -175,7 +185,8 @@ def pick(
     matching = [
         p
         for p in found
-        if (workflow is None or p[0] == workflow) and (tenant is None or p[1] == tenant)
+        if (workflow is None or p[0] == workflow)
+        and (tenant is None or p[1] in tenant_scopes(tenant))
     ]
     if len(matching) == 1:
         return matching[0]

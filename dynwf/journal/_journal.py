@@ -206,21 +206,25 @@ class Journal:
         self,
         *,
         workflow: str | None = None,
-        scope: str | None = None,
+        scope: str | tuple[str, ...] | None = None,
         id: str | None = None,
         status: str | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[InstanceRow]:
         """Instances, newest first, filtered."""
-        conds, params = [], []
+        conds: list[str] = []
+        params: list[str] = []
         for col, value in (
             ("workflow", workflow),
             ("scope", scope),
             ("id", id),
             ("status", status),
         ):
-            if value is not None:
+            if isinstance(value, tuple):  # any of these
+                conds.append(f"{col} IN ({', '.join('?' * len(value))})")
+                params.extend(value)
+            elif value is not None:
                 conds.append(f"{col} = ?")
                 params.append(value)
         sql = f"SELECT * FROM ({_SUMMARY})"
