@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from dynwf.errors import InstanceNotFoundError
 from tests.conftest import Harness
 from tests.fixtures.server_helpers import (
     API,
@@ -66,17 +69,17 @@ async def test_workflow_summary_unknown_is_404_10501(api: httpx.AsyncClient) -> 
     same_as(await api.get(f"{WF}/nope"), "workflow-get-unknown.txt")
 
 
-async def test_workflow_delete_is_refused_after_the_404_check(api: httpx.AsyncClient) -> None:
+async def test_workflow_delete_removes_every_instance(
+    api: httpx.AsyncClient, harness: Harness
+) -> None:
     same_as(await api.delete(f"{WF}/nope"), "delete-workflow-unknown.txt")
-    r = await api.delete(f"{WF}/fail-wf")
-    assert r.status_code == 400
-    assert r.json()["errors"] == [
-        {
-            "code": 10001,
-            "message": "deleting the instances of workflow 'fail-wf' is not supported by dynwf: "
-            "use terminate on each instance",
-        }
-    ]
+    await create(api, harness, "probe-wf", {"id": "w1"})
+    await create(api, harness, "probe-wf", {"id": "w2"})
+    same_as(await api.delete(f"{WF}/probe-wf"), "delete-workflow-all.txt")
+    listed = (await api.get(f"{WF}/probe-wf/instances")).json()
+    assert listed["result"] == [] and listed["result_info"]["total_count"] == 0
+    assert sum((await api.get(f"{WF}/probe-wf")).json()["result"]["instances"].values()) == 0
+    assert (await api.get(f"{WF}/probe-wf/instances/w1")).status_code == 404
 
 
 # -- listing instances --------------------------------------------------------------------
@@ -488,7 +491,7 @@ async def test_event_unknown_instance_and_workflow_are_404(api: httpx.AsyncClien
 # -- delete ---------------------------------------------------------------------------------------
 
 
-async def test_delete_instance_is_refused_after_the_404_checks(
+async def test_delete_instance_answers_like_wrangler_then_404(
     api: httpx.AsyncClient, harness: Harness
 ) -> None:
     same_as(
@@ -496,12 +499,41 @@ async def test_delete_instance_is_refused_after_the_404_checks(
     )
     same_as(await api.delete(f"{WF}/nope/instances/inst-a"), "delete-unknown-workflow.txt")
     await create(api, harness, "probe-wf", {"id": "d"})
-    r = await api.delete(f"{WF}/probe-wf/instances/d")
-    assert r.status_code == 400
-    assert r.json()["errors"][0]["message"].startswith(
-        "deleting instance 'd' is not supported by dynwf: use terminate"
-    )
-    assert (await detail(api, "probe-wf", "d"))["status"] == "waiting"
+    same_as(await api.delete(f"{WF}/probe-wf/instances/d"), "delete-instance.txt")
+    again = await api.delete(f"{WF}/probe-wf/instances/d")
+    assert again.status_code == 404
+    assert again.json()["errors"] == [
+        {"code": 10501, "message": "Workflow instance 'd' not found."}
+    ]
+    # unlike wrangler, the detail is gone at once, and the id is free again
+    assert (await api.get(f"{WF}/probe-wf/instances/d")).status_code == 404
+    ids = [i["id"] for i in (await api.get(f"{WF}/probe-wf/instances")).json()["result"]]
+    assert "d" not in ids
+    await create(api, harness, "probe-wf", {"id": "d"})
+    assert (await detail(api, "probe-wf", "d"))["status"] in ("queued", "running", "waiting")
+
+
+async def test_deleted_instance_stays_deleted_after_a_restart(tmp_path: Path) -> None:
+    from dynwf.engine import Engine, EntrypointProgram, Workflow
+    from tests.fixtures.server_probe import ProbeWorkflow
+
+    def engine() -> Engine:
+        e = Engine(tmp_path / "j.duckdb")
+        e.register(Workflow("probe-wf", "PROBE", EntrypointProgram(ProbeWorkflow)))
+        return e
+
+    first = engine()
+    async with first:
+        await first.binding("PROBE").create({"id": "gone"})
+        await first.binding("PROBE").create({"id": "kept"})
+        await first.wait_until_idle(timeout=10)
+        await first.delete(first.lookup("probe-wf", "", "gone"))
+    second = engine()
+    async with second:
+        assert [r.id for r in second.instances(workflow="probe-wf")] == ["kept"]
+        assert all(st.id != "gone" for st in second.all_states())
+        with pytest.raises(InstanceNotFoundError):
+            second.lookup("probe-wf", "", "gone")
 
 
 # -- unrouted ---------------------------------------------------------------------------------------

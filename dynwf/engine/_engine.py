@@ -10,6 +10,7 @@ Code that must not go on before its facts are durable awaits ``durable()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import uuid
@@ -590,6 +591,25 @@ class Engine:
         await self.durable()
         self._schedule(st)
 
+    async def delete(self, st: InstanceState) -> None:
+        """Stop the instance if it runs and forget it: it leaves listings and lookups,
+        is never recovered, and its id is free again. Its facts stay in the journal."""
+        self._abort(st)
+        self.record(st, "deleted", None, {})
+        await self.durable()
+        self._forget(st)
+
+    def _forget(self, st: InstanceState) -> None:
+        self._instances.pop(st.uid, None)
+        if self._index.get((st.workflow, st.scope, st.id)) == st.uid:
+            del self._index[(st.workflow, st.scope, st.id)]
+        self._parked.discard(st.uid)
+        self._interruptions.pop(st.uid, None)
+        self._after_pass.pop(st.uid, None)
+        with contextlib.suppress(ValueError):
+            self._slots.runnable.remove(st.uid)
+        self._update_idle()
+
     def _abort(self, st: InstanceState) -> None:
         p = self._slots.running.get(st.uid)
         if p is not None and p.task is not None:
@@ -800,7 +820,7 @@ class Engine:
                     log.exception("after-pass hook of %s failed", st.id)
             if not p.aborted and st.status is Status.WAITING and st.uid not in self._parked:
                 self._arm(st)
-            elif st.status is Status.QUEUED and not self.stopping:
+            elif st.status is Status.QUEUED and not self.stopping and not st.deleted:
                 # woken (event, resume, restart) while this pass was still closing
                 self._schedule(st)
             elif p.interrupted and st.status in (Status.RUNNING, Status.WAITING_FOR_PAUSE):

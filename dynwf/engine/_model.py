@@ -18,6 +18,8 @@ Fact kinds (``data`` is a JSON object):
     restart      {}                                   wipe steps, events and timers
     pass         {replayed: [step keys]}              a run pass ended
     warning      {message, missing, ran}              replay divergence
+    deleted      {}                                   the instance was deleted: listings,
+                                                      lookups and recovery skip it
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class InstanceState:
 
     __slots__ = (
         "created",
+        "deleted",
         "do_count",
         "ended",
         "error",
@@ -133,6 +136,7 @@ class InstanceState:
         self.id = ""
         self.params: Any = None
         self.created = 0
+        self.deleted = False
         self.status = Status.QUEUED
         self.output: Any = None
         self.error: ErrorDict | None = None
@@ -272,6 +276,10 @@ def _warning(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str
     st.warnings.append(Warning_(ts, d["message"], d["missing"], d["ran"]))
 
 
+def _deleted(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
+    st.deleted = True
+
+
 _APPLY: dict[str, Callable[[InstanceState, int, int, str | None, dict[str, Any]], None]] = {
     "created": _created,
     "status": _status,
@@ -286,6 +294,7 @@ _APPLY: dict[str, Callable[[InstanceState, int, int, str | None, dict[str, Any]]
     "restart": _restart,
     "pass": _pass,
     "warning": _warning,
+    "deleted": _deleted,
 }
 FACT_KINDS = frozenset(_APPLY)
 

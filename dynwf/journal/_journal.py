@@ -66,6 +66,7 @@ WITH c AS (
     SELECT uid, ts AS created, data->>'workflow' AS workflow, data->>'scope' AS scope,
            data->>'id' AS id
     FROM journal WHERE kind = 'created'
+      AND uid NOT IN (SELECT uid FROM journal WHERE kind = 'deleted')
 ), s AS (
     SELECT uid, arg_max(data->>'status', seq) AS status, max(seq) AS sseq
     FROM journal WHERE kind = 'status' GROUP BY uid
@@ -196,9 +197,10 @@ class Journal:
     def unfinished_facts(self) -> dict[str, list[Row]]:
         """Every fact of every instance whose latest status is not finished."""
         return self._rows(
-            "uid IN (SELECT uid FROM (SELECT uid, arg_max(data->>'status', seq) AS st "
+            "(uid IN (SELECT uid FROM (SELECT uid, arg_max(data->>'status', seq) AS st "
             "FROM journal WHERE kind = 'status' GROUP BY uid) WHERE st NOT IN (?, ?, ?)) "
-            "OR uid NOT IN (SELECT uid FROM journal WHERE kind = 'status')",
+            "OR uid NOT IN (SELECT uid FROM journal WHERE kind = 'status')) "
+            "AND uid NOT IN (SELECT uid FROM journal WHERE kind = 'deleted')",
             FINISHED,
         )
 

@@ -21,9 +21,10 @@ or where dynwf's explorer API spec decides otherwise:
    for an event is ``waiting`` (wrangler shows ``running``); ``queued`` is visible.
 4. Nothing is created by looking: unknown ids never leave phantom entries, and
    counts are never cached, so they are exact at once.
-5. Deleting is not supported by dynwf's engine: ``DELETE .../instances/:id`` and
-   ``DELETE /workflows/:name`` answer 400 "not supported by dynwf: use terminate"
-   after the usual 404 checks (wrangler deletes the instance storage).
+5. ``DELETE .../instances/:id`` and ``DELETE /workflows/:name`` (every instance of the
+   workflow, or of one tenant with ``?tenant=``) stop and forget instances as wrangler
+   does; a deleted instance answers 404 at once (wrangler keeps serving its detail
+   until restart). The journal keeps its facts, marked deleted.
 6. ``page`` and ``per_page`` must be integers (wrangler echoes ``page=1.5`` and
    answers an empty page).
 7. Instance detail ``queued`` is the creation time; wrangler moves it to the restart
@@ -293,11 +294,9 @@ class Explorer:
 
     async def delete_workflow(self, call: Call, name: str) -> dict[str, Any]:
         self._workflow(name)
-        raise ApiError(
-            400,
-            f"deleting the instances of workflow '{name}' is not supported by dynwf: "
-            "use terminate on each instance",
-        )
+        for row in self.engine.instances(workflow=name, scope=call.tenant):
+            await self.engine.delete(self.engine.lookup(name, row.scope, row.id))
+        return ok({"status": "ok", "success": True})
 
     # -- instances --------------------------------------------------------------------
     async def list_instances(self, call: Call, name: str) -> dict[str, Any]:
@@ -347,12 +346,9 @@ class Explorer:
 
     async def delete_instance(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
-        self._state(name, id, call.tenant)
-        raise ApiError(
-            400,
-            f"deleting instance '{id}' is not supported by dynwf: use terminate "
-            '(PATCH .../status with {"action": "terminate"})',
-        )
+        _, st = self._state(name, id, call.tenant)
+        await self.engine.delete(st)
+        return ok({"success": True})
 
     async def change_status(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
