@@ -157,6 +157,10 @@ def test_dev_serves_two_tenants_while_inspect_reads_it(project: Path, running: l
     log = dev.output()
     assert "POST /acme/start 200" in log and "GET /nobody/start 404" in log
     assert any("globex" in line and "count" in line and "attempt 2" in line for line in log.splitlines())
+    # the journal has one writer: `dynwf run` on the same state says so, in one line
+    blocked = cli(project, "run", "--tenant", "acme", "--params", '{"name": "x"}')
+    assert blocked.returncode == 1 and "dynwf dev is serving" in blocked.stderr
+    assert len(blocked.stderr.strip().splitlines()) == 1
     assert dev.stop() == 0
     assert "Traceback" not in dev.output() and "stopped" in dev.output()
 
