@@ -78,11 +78,13 @@ def _print_report(r: RunReport) -> None:
         f"time: {r.seconds:.2f} s"
     )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col, just in (("#", "right"), ("step", "left"), ("type", "left"), ("ran", "right"),
-                      ("from journal", "right"), ("attempts", "right"), ("result / error", "left"),
-                      ("markers", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for i, s in enumerate(r.steps, 1):
+    table.add_column("step", no_wrap=True)
+    table.add_column("type", no_wrap=True, min_width=5)
+    table.add_column("ran", justify="right", min_width=3)
+    table.add_column("replays", justify="right", min_width=7)
+    table.add_column("attempts", justify="right", no_wrap=True, min_width=8)
+    table.add_column("result / error", overflow="ellipsis", no_wrap=True, max_width=22)
+    for s in r.steps:
         if s["error"]:
             result = f"[red]{escape(s['error']['name'])}: {escape(_short(s['error']['message'], 40))}[/]"
         elif s["type"] == "step":
@@ -91,11 +93,17 @@ def _print_report(r: RunReport) -> None:
             result = "[dim]done[/]" if s["success"] else "[yellow]waiting[/]"
         attempts = "" if s["type"] != "step" else str(s["attempts"])
         if s["failed_attempts"]:
-            attempts += f" [red]({s['failed_attempts']} failed)[/]"
+            attempts += f" [red]({s['failed_attempts']} ✗)[/]"
         ran = "-" if s["type"] != "step" else str(s["executions"])
-        table.add_row(str(i), escape(s["name"]), s["type"], ran, str(s["replays"]), attempts,
-                      result, "[magenta]" + escape(", ".join(s["markers"])) + "[/]")
+        step = escape(s["name"])
+        for m in s["markers"]:  # crash/evict markers under the step they hit
+            step += f"\n [magenta]↯ {escape(m.replace(' (process ', ' @').rstrip(')'))}[/]"
+        kind = {"step": "do", "waitForEvent": "event"}.get(s["type"], s["type"])
+        table.add_row(step, kind, ran, str(s["replays"]), attempts, result)
     stdout.print(table)
+    stdout.print("[dim]ran: callback executions in any engine process; replays: results returned "
+                 "from the journal; ✗: failed attempts; ↯: a crash or eviction dynwf injected, "
+                 "@N in engine process N[/]")
     for warning in r.warnings:
         stdout.print(f"[yellow]divergence:[/] {escape(warning)}")
     for u in r.unreached:
@@ -112,9 +120,11 @@ def _print_report(r: RunReport) -> None:
     if wait and not r.parked:
         w: dict[str, Any] = wait
         if w["kind"] == "event":
+            tenant = r.tenant.get("tenantId") if isinstance(r.tenant, dict) else None
             stdout.print(f"waiting for event type {escape(str(w['type']))!r} (step {escape(w['step'])}): "
-                         f"`dynwf instances send-event {escape(r.instance)} {escape(str(w['type']))}` "
-                         "then run it on with `dynwf dev`")
+                         f"send it with `dynwf instances send-event {escape(r.instance)} "
+                         f"--type {escape(str(w['type']))} --tenant {escape(str(tenant or r.scope))}`, "
+                         "then `dynwf dev` runs the instance on")
         elif w["kind"] == "paused":
             stdout.print("paused: `dynwf instances resume " + escape(r.instance) + "`")
         else:
