@@ -28,6 +28,13 @@ instances = typer.Typer(
     "Goes through the running `dynwf dev` when there is one, else writes to the journal; "
     "an instance steered in the journal acts on it when `dynwf dev` or `dynwf run` next "
     "opens the journal.",
+    epilog="Examples:\n\n"
+    "  dynwf instances pause order-17\n\n"
+    "  dynwf instances resume order-17 --tenant acme\n\n"
+    "  dynwf instances send-event exp-1 --type decision --payload '{\"approved\": true}'\n\n"
+    "  dynwf instances restart order-17 --json\n\n"
+    "Each subcommand's --help has its options and its --json shape. Exit status: 0 done, "
+    "1 not found / not allowed in the instance's state, 2 usage.",
     no_args_is_help=True,
 )
 app.add_typer(instances, name="instances")
