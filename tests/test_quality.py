@@ -63,3 +63,25 @@ def test_public_engine_surface_is_pinned() -> None:
     ]
     for name in dynwf.engine.__all__:
         assert getattr(dynwf.engine, name) is not None
+
+
+def test_an_isolate_does_not_load_the_engine_or_duckdb() -> None:
+    # Isolate boot time and memory depend on it (bench/dispatch.py): package
+    # namespaces import their names lazily, so the tenant side stays light.
+    code = (
+        "import sys, dynwf.dispatch._isolate_main; "
+        "heavy = [m for m in ('duckdb', 'dynwf.journal', 'dynwf.engine._engine') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_lazy_namespaces_resolve_every_public_name() -> None:
+    import dynwf.dispatch
+
+    for name in dynwf.dispatch.__all__:
+        assert getattr(dynwf.dispatch, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = dynwf.dispatch.Nope  # type: ignore[attr-defined]

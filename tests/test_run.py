@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project_run"
+FIXTURES = Path(__file__).parent / "fixtures"
+# the two-tenant platform's config and dispatcher, with this file's own tenants
+PLATFORM, TENANTS = FIXTURES / "project_two_tenants", FIXTURES / "project_run" / "tenants"
 CHAIN = ["load", "price", "total", "receipt"]
 ITEMS = {"items": ["tea", "milk", "honey"]}
 OUTPUT = {"receipt": "3 items, total 36", "total": 36}  # what an uncrashed run returns
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
-    shutil.copytree(FIXTURE, root)
+    shutil.copytree(PLATFORM, root, ignore=shutil.ignore_patterns("tenants", ".dynwf"))
+    shutil.copytree(TENANTS, root / "tenants")
     return root
 
 
