@@ -24,6 +24,7 @@ from dynwf.client._model import (
     InstanceSummary,
     Place,
     Steered,
+    Steering,
     check_listing,
     pick,
     place_text,
@@ -42,7 +43,7 @@ _MAX_PAGES = 1000
 _DETAILS_AT_ONCE = 8
 
 
-class HttpStateClient:
+class HttpStateClient(Steering):
     """A ``StateClient`` over a running ``dynwf dev`` (or any server of the same API)."""
 
     kind: Literal["dev", "journal"] = "dev"
@@ -125,26 +126,6 @@ class HttpStateClient:
         return {"id": id, "workflow": workflow_, "tenant": tenant_, **body}
 
     # -- steering ------------------------------------------------------------------
-    async def pause(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "pause")
-
-    async def resume(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "resume")
-
-    async def terminate(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "terminate")
-
-    async def restart(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "restart")
-
     async def send_event(
         self,
         id: str,

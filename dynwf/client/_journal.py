@@ -24,6 +24,7 @@ from dynwf.client._model import (
     InstanceDetail,
     InstanceSummary,
     Steered,
+    Steering,
     check_listing,
     pick,
     place_text,
@@ -38,7 +39,7 @@ T = TypeVar("T")
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
-class JournalStateClient:
+class JournalStateClient(Steering):
     """A ``StateClient`` over the journal file itself."""
 
     kind: Literal["dev", "journal"] = "journal"
@@ -82,26 +83,6 @@ class JournalStateClient:
         return {"id": st.id, "workflow": st.workflow, "tenant": st.scope, **body}
 
     # -- steering ------------------------------------------------------------------
-    async def pause(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "pause")
-
-    async def resume(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "resume")
-
-    async def terminate(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "terminate")
-
-    async def restart(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered:
-        return await self._steer(id, workflow, tenant, "restart")
-
     async def send_event(
         self,
         id: str,

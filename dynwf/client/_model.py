@@ -128,6 +128,35 @@ class StateClient(Protocol):
     ) -> Steered: ...
 
 
+class Steering:
+    """``pause``/``resume``/``terminate``/``restart`` of a client, through its ``_steer``."""
+
+    async def _steer(
+        self, id: str, workflow: str | None, tenant: str | None, action: Action
+    ) -> Steered:
+        raise NotImplementedError
+
+    async def pause(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "pause")
+
+    async def resume(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "resume")
+
+    async def terminate(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "terminate")
+
+    async def restart(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        return await self._steer(id, workflow, tenant, "restart")
+
+
 def check_listing(status: str | None, limit: int) -> None:
     if status is not None and status not in STATUSES:
         raise ValidationError(
