@@ -156,7 +156,12 @@ def test_dev_serves_two_tenants_while_inspect_reads_it(project: Path, running: l
     # the request and step log, one readable line each
     log = dev.output()
     assert "POST /acme/start 200" in log and "GET /nobody/start 404" in log
-    assert any("globex" in line and "count" in line and "attempt 2" in line for line in log.splitlines())
+    steps = [line.split() for line in log.splitlines() if " step " in line]
+    # time, "step", tenant (the bare id for {"tenantId": ...}), instance, step, attempt N, ms, outcome
+    assert [w[2:7] for w in steps if w[2] == "globex"] == [
+        ["globex", "same", "count", "attempt", "1"],
+        ["globex", "same", "count", "attempt", "2"],
+    ]
     # the journal has one writer: `dynwf run` on the same state says so, in one line
     blocked = cli(project, "run", "--tenant", "acme", "--params", '{"name": "x"}')
     assert blocked.returncode == 1 and "dynwf dev is serving" in blocked.stderr

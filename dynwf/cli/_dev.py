@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
@@ -37,10 +38,23 @@ Exit status: 0 after Ctrl-C, 1 a bad config / dispatcher / port in use, 2 usage.
 """
 
 
+def _tenant(scope: str) -> str:
+    """``acme`` for the default metadata ``{"tenantId": "acme"}``, else the scope as stored."""
+    if not scope:
+        return "-"
+    try:
+        meta = json.loads(scope)
+    except ValueError:
+        return scope
+    if isinstance(meta, dict) and list(meta) == ["tenantId"] and isinstance(meta["tenantId"], str):
+        return meta["tenantId"]
+    return scope
+
+
 def _step_line(kind: str, payload: Any) -> None:
     if kind == "step":
         e: StepEvent = payload
-        tenant = e.scope or "-"
+        tenant = _tenant(e.scope)
         mark = "[green]ok[/]" if e.ok else f"[red]{escape(e.error['name'] if e.error else 'failed')}[/]"
         stderr.print(
             f"[dim]{time.strftime('%H:%M:%S')}[/] step  {escape(tenant)}  {escape(e.instance)}  "
@@ -53,7 +67,7 @@ def _step_line(kind: str, payload: Any) -> None:
         if outcome in ("complete", "errored"):
             style = "green" if outcome == "complete" else "red"
             stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{outcome}[/]  "
-                         f"{escape(st.scope or '-')}  {escape(st.id)}")
+                         f"{escape(_tenant(st.scope))}  {escape(st.id)}")
 
 
 def _reload_line(r: ReloadResult) -> None:
