@@ -50,15 +50,13 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+
+import _harness as harness
 
 from dynwf.dispatch import wrap_workflow_binding
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, _spawn
@@ -430,8 +428,7 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-Scenario = Callable[[Path, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
-SCENARIOS: dict[str, Scenario] = {
+SCENARIOS: dict[str, harness.Scenario[dict[str, Any]]] = {
     "cold": scenario_cold,
     "steps": scenario_steps,
     "reload": scenario_reload,
@@ -439,7 +436,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 # (scenario, metric key, label, unit, target, higher is better); target None = information
-ROWS: list[tuple[str, str, str, str, float | None, bool]] = [
+ROWS: list[harness.Row] = [
     ("cold", "cold_median", "(1) cold dispatch, spaced arrivals, median", "ms", 10.0, False),
     ("cold", "cold_p90", "    ...p90", "ms", None, False),
     ("cold", "cold_max", "    ...max", "ms", None, False),
@@ -490,45 +487,7 @@ FULL = {
 QUICK = {"cold": 4, "burst": 3, "gap": 0.6, "steps": 200, "repeats": 2, "saves": 3, "tenants": 100}
 
 
-def run_scenario(name: str, opts: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"dynwf-bench-{name}-") as tmp:
-        return asyncio.run(SCENARIOS[name](Path(tmp), opts))
-
-
 # -- driver ---------------------------------------------------------------------------
-def _spawn_scenario(name: str, opts: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--scenario", name, "--opts", json.dumps(opts)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip()[-2000:], "wall_s": wall}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_s"] = wall
-    return result
-
-
-def _fmt(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3f}"
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -544,7 +503,7 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.scenario:
-        print(json.dumps(run_scenario(args.scenario, json.loads(args.opts))))
+        print(json.dumps(harness.run_scenario(SCENARIOS, args.scenario, json.loads(args.opts))))
         return 0
 
     opts: dict[str, Any] = dict(QUICK if args.quick else FULL)
@@ -553,60 +512,23 @@ def main() -> int:
         opts["tenants"] = args.tenants
     if args.gap is not None:
         opts["gap"] = args.gap
-    names = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SCENARIOS]
-    if unknown:
-        ap.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        print(f"running ({name}) ...", file=sys.stderr, flush=True)
-        results[name] = _spawn_scenario(name, opts)
+    names = harness.select(ap, args.only, SCENARIOS)
+    results = harness.spawn_all(__file__, names, ["--opts", json.dumps(opts)])
 
-    rows: list[dict[str, Any]] = []
-    failed = False
-    for scen, key, label, unit, target, higher in ROWS:
-        if scen not in results:
-            continue
-        res = results[scen]
-        if scen == "scale":
-            label = label.replace("N tenants", f"{res.get('tenants', opts['tenants']):,} tenants")
-        if "error" in res:
-            if not any(r["scenario"] == label for r in rows):
-                rows.append({"scenario": label, "measured": None, "unit": unit,
-                             "target": target, "verdict": "ERROR"})  # fmt: skip
-            failed = True
-            continue
-        value = float(res[key])
-        verdict = "-"
-        if target is not None:
-            ok = value >= target if higher else value <= target
-            verdict = "PASS" if ok else "MISS"
-        rows.append({"scenario": label, "measured": value, "unit": unit, "target": target,
-                     "higher_is_better": higher, "verdict": verdict})  # fmt: skip
+    table = ROWS
+    if "scale" in results:  # "N tenants" -> the count that ran
+        n = f"{results['scale'].get('tenants', opts['tenants']):,} tenants"
+        table = [
+            (s, k, lab.replace("N tenants", n) if s == "scale" else lab, u, t, h)
+            for s, k, lab, u, t, h in ROWS
+        ]
+    rows, failed = harness.verdict_rows(table, results, one_error_per_label=True)
 
-    m = _machine()
-    if args.json:
-        print(json.dumps({"machine": m, "opts": opts, "rows": rows, "raw": results}, indent=2))
-    else:
-        print(
-            f"\ndynwf dispatch bench  {'quick' if args.quick else 'full'}  nproc={m['nproc']}  "
-            f"cpu={m['cpu']}  python={m['python']}  max_isolates={opts['max_isolates']}"
-        )
-        width = max(len(r["scenario"]) for r in rows) if rows else 10
-        print(f"{'scenario':<{width}}  {'measured':>15}  {'target':>14}  result")
-        print("-" * (width + 41))
-        for r in rows:
-            meas = "error" if r["measured"] is None else f"{_fmt(r['measured'])} {r['unit']}"
-            tgt = "-"
-            if r["target"] is not None:
-                sign = ">=" if r.get("higher_is_better") else "<="
-                tgt = f"{sign} {_fmt(r['target'])} {r['unit']}"
-            print(f"{r['scenario']:<{width}}  {meas.strip():>15}  {tgt:>14}  {r['verdict']}")
-        for name, res in results.items():
-            if "error" in res:
-                print(f"\n({name}) failed:\n{res['error']}", file=sys.stderr)
-        total = sum(r.get("wall_s", 0.0) for r in results.values())
-        print(f"\ntotal wall time {total:.1f} s", file=sys.stderr)
+    m = harness.machine("nproc", "cpu", "python")
+    title = f"dispatch bench  {'quick' if args.quick else 'full'}"
+    facts = {**m, "max_isolates": opts["max_isolates"]}
+    doc = {"machine": m, "opts": opts, "rows": rows, "raw": results}
+    harness.report(doc, as_json=args.json, title=title, facts=facts, target_width=14)
     return 1 if failed else 0
 
 

@@ -9,21 +9,17 @@ never mix between scenarios. See bench/README.md for what each one measures.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+
+import _harness as harness
 
 from dynwf.workers import install
 
@@ -294,8 +290,7 @@ async def scenario_j(tmp: Path, durability: str) -> dict[str, Any]:
     return {"ms_per_commit": elapsed * 1000 / n}
 
 
-Scenario = Callable[[Path, str], Coroutine[Any, Any, dict[str, Any]]]
-SCENARIOS: dict[str, Scenario] = {
+SCENARIOS: dict[str, harness.Scenario[str]] = {
     "a": scenario_a,
     "b": scenario_b,
     "c": scenario_c,
@@ -305,7 +300,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 # (scenario, metric key, label, unit, target, higher is better); target None = information
-ROWS: list[tuple[str, str, str, str, float | None, bool]] = [
+ROWS: list[harness.Row] = [
     ("a", "ms_per_step", "(a) per-step overhead, 1 instance x 1,000 steps", "ms", 1.0, False),
     ("b", "steps_per_s", "(b) throughput, 1,000 instances x 10 steps", "steps/s", 5000, True),
     ("c", "created_per_s", "(c) create_batch rate, 10,000 instances", "inst/s", 3000, True),
@@ -324,43 +319,7 @@ ROWS: list[tuple[str, str, str, str, float | None, bool]] = [
 ]
 
 
-def run_scenario(name: str, durability: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"dynwf-bench-{name}-") as tmp:
-        return asyncio.run(SCENARIOS[name](Path(tmp), durability))
-
-
 # -- driver ---------------------------------------------------------------------------
-def _spawn(name: str, durability: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--scenario", name, "--durability", durability]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip()[-2000:], "wall_s": wall}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_s"] = wall
-    return result
-
-
-def _fmt(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3f}"
-
-
-def _machine() -> dict[str, Any]:
-    import duckdb
-
-    return {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "platform": platform.platform(),
-    }
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma list of a,b,c,d,e,j")
@@ -370,75 +329,19 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.scenario:
-        print(json.dumps(run_scenario(args.scenario, args.durability)))
+        print(json.dumps(harness.run_scenario(SCENARIOS, args.scenario, args.durability)))
         return 0
 
-    names = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SCENARIOS]
-    if unknown:
-        ap.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        print(f"running ({name}) durability={args.durability} ...", file=sys.stderr, flush=True)
-        results[name] = _spawn(name, args.durability)
+    names = harness.select(ap, args.only, SCENARIOS)
+    extra = ["--durability", args.durability]
+    results = harness.spawn_all(__file__, names, extra, note=f" durability={args.durability}")
+    rows, failed = harness.verdict_rows(ROWS, results, one_error_per_label=False)
 
-    rows, failed = [], False
-    for scen, key, label, unit, target, higher in ROWS:
-        if scen not in results:
-            continue
-        res = results[scen]
-        if "error" in res:
-            rows.append(
-                {
-                    "scenario": label,
-                    "measured": None,
-                    "unit": unit,
-                    "target": target,
-                    "verdict": "ERROR",
-                }
-            )
-            failed = True
-            continue
-        value = float(res[key])
-        verdict = "-"
-        if target is not None:
-            ok = value >= target if higher else value <= target
-            verdict = "PASS" if ok else "MISS"
-        rows.append(
-            {
-                "scenario": label,
-                "measured": value,
-                "unit": unit,
-                "target": target,
-                "higher_is_better": higher,
-                "verdict": verdict,
-            }
-        )
-
-    if args.json:
-        out = {"durability": args.durability, "machine": _machine(), "rows": rows, "raw": results}
-        print(json.dumps(out, indent=2))
-    else:
-        m = _machine()
-        print(
-            f"\ndynwf engine bench  durability={args.durability}  nproc={m['nproc']}  "
-            f"python={m['python']}  duckdb={m['duckdb']}"
-        )
-        width = max(len(r["scenario"]) for r in rows) if rows else 10
-        print(f"{'scenario':<{width}}  {'measured':>15}  {'target':>18}  result")
-        print("-" * (width + 45))
-        for r in rows:
-            meas = "error" if r["measured"] is None else f"{_fmt(r['measured'])} {r['unit']}"
-            tgt = "-"
-            if r["target"] is not None:
-                sign = ">=" if r.get("higher_is_better") else "<="
-                tgt = f"{sign} {_fmt(r['target'])} {r['unit']}"
-            print(f"{r['scenario']:<{width}}  {meas:>15}  {tgt:>18}  {r['verdict']}")
-        for name, res in results.items():
-            if "error" in res:
-                print(f"\n({name}) failed:\n{res['error']}", file=sys.stderr)
-        total = sum(r.get("wall_s", 0.0) for r in results.values())
-        print(f"\ntotal wall time {total:.1f} s", file=sys.stderr)
+    m = harness.machine("nproc", "python", "duckdb", "platform")
+    doc = {"durability": args.durability, "machine": m, "rows": rows, "raw": results}
+    facts = {"durability": args.durability, **{k: m[k] for k in ("nproc", "python", "duckdb")}}
+    title = "engine bench"
+    harness.report(doc, as_json=args.json, title=title, facts=facts, target_width=18)
     return 1 if failed else 0
 
 
