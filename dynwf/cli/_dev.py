@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from dynwf.cli._app import app, config_failure, fail, stderr
+from dynwf.client import tenant_label
 from dynwf.config import ConfigFileError, InvalidConfigError
 from dynwf.engine import StepEvent, TimeControl
 from dynwf.errors import DynwfError
@@ -38,23 +38,10 @@ Exit status: 0 after Ctrl-C, 1 a bad config / dispatcher / port in use, 2 usage.
 """
 
 
-def _tenant(scope: str) -> str:
-    """``acme`` for the default metadata ``{"tenantId": "acme"}``, else the scope as stored."""
-    if not scope:
-        return "-"
-    try:
-        meta = json.loads(scope)
-    except ValueError:
-        return scope
-    if isinstance(meta, dict) and list(meta) == ["tenantId"] and isinstance(meta["tenantId"], str):
-        return meta["tenantId"]
-    return scope
-
-
 def _step_line(kind: str, payload: Any) -> None:
     if kind == "step":
         e: StepEvent = payload
-        tenant = _tenant(e.scope)
+        tenant = tenant_label(e.scope)
         mark = "[green]ok[/]" if e.ok else f"[red]{escape(e.error['name'] if e.error else 'failed')}[/]"
         stderr.print(
             f"[dim]{time.strftime('%H:%M:%S')}[/] step  {escape(tenant)}  {escape(e.instance)}  "
@@ -67,7 +54,7 @@ def _step_line(kind: str, payload: Any) -> None:
         if outcome in ("complete", "errored"):
             style = "green" if outcome == "complete" else "red"
             stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{outcome}[/]  "
-                         f"{escape(_tenant(st.scope))}  {escape(st.id)}")
+                         f"{escape(tenant_label(st.scope))}  {escape(st.id)}")
 
 
 def _reload_line(r: ReloadResult) -> None:

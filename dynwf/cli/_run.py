@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dynwf.cli._app import app, config_failure, fail, stderr, stdout
+from dynwf.client import tenant_label
 from dynwf.errors import ConfigError, DynwfError, ValidationError
 from dynwf.run import RunReport, run_workflow
 
@@ -66,9 +67,8 @@ def _short(value: Any, width: int = 48) -> str:
 
 
 def _print_report(r: RunReport) -> None:
-    tenant = r.tenant.get("tenantId") if isinstance(r.tenant, dict) else None
     stdout.print(
-        f"[bold]dynwf run[/]  tenant [bold]{escape(str(tenant or r.scope))}[/]  "
+        f"[bold]dynwf run[/]  tenant [bold]{escape(tenant_label(r.scope))}[/]  "
         f"workflow {escape(r.workflow)}  instance [bold]{escape(r.instance)}[/]"
     )
     crashes = sum(1 for m in r.markers if m["kind"] == "crash")
@@ -120,10 +120,9 @@ def _print_report(r: RunReport) -> None:
     if wait and not r.parked:
         w: dict[str, Any] = wait
         if w["kind"] == "event":
-            tenant = r.tenant.get("tenantId") if isinstance(r.tenant, dict) else None
             stdout.print(f"waiting for event type {escape(str(w['type']))!r} (step {escape(w['step'])}): "
                          f"send it with `dynwf instances send-event {escape(r.instance)} "
-                         f"--type {escape(str(w['type']))} --tenant {escape(str(tenant or r.scope))}`, "
+                         f"--type {escape(str(w['type']))} --tenant {escape(tenant_label(r.scope))}`, "
                          "then `dynwf dev` runs the instance on")
         elif w["kind"] == "paused":
             stdout.print("paused: `dynwf instances resume " + escape(r.instance) + "`")

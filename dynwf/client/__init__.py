@@ -14,6 +14,7 @@ from dynwf.client._model import (
     InstanceSummary,
     StateClient,
     Steered,
+    tenant_label,
     tenant_scopes,
 )
 from dynwf.client._open import JOURNAL_FILE, PERSIST_ENV, STATE_DIR, open_state
@@ -34,5 +35,6 @@ __all__ = [
     "StateNotFoundError",
     "Steered",
     "open_state",
+    "tenant_label",
     "tenant_scopes",
 ]

@@ -201,6 +201,22 @@ def tenant_scopes(tenant: str) -> tuple[str, ...]:
     return (tenant, scope_of({"tenantId": tenant}))
 
 
+def tenant_label(scope: str) -> str:
+    """The inverse of ``tenant_scopes`` for display: ``acme`` for the scope of the default
+    metadata ``{"tenantId": "acme"}``, ``-`` for no tenant, else the scope as stored."""
+    import json
+
+    if not scope:
+        return "-"
+    try:
+        meta = json.loads(scope)
+    except ValueError:
+        return scope
+    if isinstance(meta, dict) and list(meta) == ["tenantId"] and isinstance(meta["tenantId"], str):
+        return meta["tenantId"]
+    return scope
+
+
 def pick(
     id: str, places: list[Place], *, workflow: str | None, tenant: str | None, where: str
 ) -> Place:

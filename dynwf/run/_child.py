@@ -134,13 +134,13 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
         time=TimeControl(skip_sleeps=spec.skip_sleeps, skip_retry_delays=spec.skip_retry_delays),
     )
     scope = scope_of(spec.metadata)
-    project.engine.faults = _RunFaults(project, spec, scope, markers)
+    faults = project.engine.faults = _RunFaults(project, spec, scope, markers)
     parked: list[str] = []
 
     def listen(kind: str, payload: Any) -> None:
         if kind == "parked":
             st, reason = payload
-            if st.workflow == spec.workflow and st.scope == scope and st.id == spec.id:
+            if faults._ours(st):
                 parked.append(reason)
 
     project.engine.listeners.append(listen)
