@@ -14,7 +14,7 @@ from rich.table import Table
 from dynwf.cli._app import app, config_failure, fail, stderr, stdout
 from dynwf.client import tenant_label
 from dynwf.errors import ConfigError, DynwfError, ValidationError
-from dynwf.run import RunReport, run_workflow
+from dynwf.run import EXIT_USAGE, RunReport, run_workflow
 
 _EXAMPLES = """\
 Examples:
@@ -57,7 +57,7 @@ def _json_arg(text: str | None, option: str) -> Any:
         raise fail(
             f"{option} is not JSON ({exc.msg} at column {exc.colno}): "
             f"""write e.g. {option} '{{"name": "Ada"}}'""",
-            code=2,
+            code=EXIT_USAGE,
         ) from None
 
 
@@ -179,7 +179,7 @@ def run(
             inline=inline, on_process=progress,
         )
     except ValidationError as exc:
-        raise fail(escape(str(exc)), code=2) from None
+        raise fail(escape(str(exc)), code=EXIT_USAGE) from None
     except ConfigError as exc:
         raise config_failure(exc) from None
     except DynwfError as exc:

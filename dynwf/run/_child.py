@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -165,12 +164,10 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     spec = RunSpec.load(Path(argv[0]))
-    started = time.monotonic()
     try:
         result = asyncio.run(drive(spec))
     except DynwfError as exc:
         result = {"error": str(exc)}
-    result["seconds"] = round(time.monotonic() - started, 3)
     Path(spec.result_file).write_text(json.dumps(result))
     return 1 if "error" in result else 0
 
