@@ -59,7 +59,7 @@ from typing import Any
 import _harness as harness
 
 from dynwf.dispatch import wrap_workflow_binding
-from dynwf.dispatch._isolate import Isolate, IsolateLimits, _spawn
+from dynwf.dispatch._isolate import Isolate, IsolateLimits, spawn
 from dynwf.project import Project, ReloadResult, watch
 from dynwf.workers import Request
 
@@ -202,7 +202,7 @@ async def _boot_ms(limits: IsolateLimits) -> float:
         raise RuntimeError("unexpected")
 
     t0 = time.perf_counter()
-    iso = Isolate(await _spawn(limits), refuse)
+    iso = await Isolate.connect(await spawn(limits), refuse)
     await iso.conn.request({"op": "ping"})
     elapsed = time.perf_counter() - t0
     await iso.close()

@@ -13,13 +13,14 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dynwf.dispatch._wire import Connection
+from dynwf.dispatch._wire import Connection, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,16 +46,37 @@ def _cpu_ms(pid: int) -> int:
 class Isolate:
     """One child process and the connection to it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, handler: Any) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        conn: Connection,
+        handler: Handler,
+        fast: FastHandler | None = None,
+    ) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.handler = handler  # set per load: answers host/binding calls
-        assert proc.stdout is not None and proc.stdin is not None
-        self.conn = Connection(proc.stdout, proc.stdin, self._dispatch)
-        self.attempts: dict[str, int] = {}  # in-flight attempt -> CPU ms at its start
+        self.conn = conn
+        conn.handler, conn.fast = self._dispatch, fast
+        # In-flight attempt -> the process's CPU ms when it started, read by the watchdog
+        # at its next tick (None until then), never on the step's own path.
+        self.attempts: dict[str, int | None] = {}
         self.last_used = time.monotonic()
         self.killed_for: str | None = None
         self.busy = 0  # runs and fetches in flight
+
+    @classmethod
+    async def connect(
+        cls, booted: Booted, handler: Handler, fast: FastHandler | None = None
+    ) -> Isolate:
+        """Talk to a process started by ``spawn``."""
+        proc, sock = booted
+        try:
+            conn = await Connection.open(sock)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(proc, conn, handler, fast)
 
     async def _dispatch(self, msg: dict[str, Any]) -> Any:
         return await self.handler(msg)
@@ -64,10 +86,21 @@ class Isolate:
         return not self.conn.closed.done() and self.proc.returncode is None
 
     def attempt_started(self, token: str) -> None:
-        self.attempts[token] = _cpu_ms(self.pid)
+        self.attempts[token] = None
 
     def attempt_ended(self, token: str) -> None:
         self.attempts.pop(token, None)
+
+    def over_cpu(self, cpu_ms: int) -> bool:
+        """Whether an in-flight attempt has used more than ``cpu_ms`` of CPU (a watchdog tick)."""
+        cpu = _cpu_ms(self.pid)
+        over = False
+        for token, start in self.attempts.items():
+            if start is None:
+                self.attempts[token] = cpu  # started since the last tick
+            elif cpu - start > cpu_ms:
+                over = True
+        return over
 
     def kill(self, reason: str, *, quiet: bool = False) -> None:
         if self.proc.returncode is None:
@@ -84,23 +117,37 @@ class Isolate:
             await asyncio.wait_for(self.proc.wait(), 5)
 
 
-async def _spawn(limits: IsolateLimits) -> asyncio.subprocess.Process:
+# A started isolate process and the engine's end of its message socket.
+Booted = tuple[asyncio.subprocess.Process, socket.socket]
+
+
+async def spawn(limits: IsolateLimits) -> Booted:
+    """Start an isolate process; it boots and waits for a ``load`` message."""
+    ours, theirs = socket.socketpair()
     env = {
         **os.environ,
         "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb),
         "DYNWF_ISOLATE_PARENT": str(os.getpid()),
+        "DYNWF_ISOLATE_FD": str(theirs.fileno()),
     }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dynwf.dispatch._isolate_main",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-        # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
-        # isolates itself, not every isolate at once with a traceback each.
-        start_new_session=True,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dynwf.dispatch._isolate_main",
+            stdin=asyncio.subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
+            # isolates itself, not every isolate at once with a traceback each.
+            start_new_session=True,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return proc, ours
 
 
 class IsolatePool:
@@ -115,7 +162,7 @@ class IsolatePool:
     ) -> None:
         self.limits = limits
         self.idle_seconds = idle_seconds
-        self._spare: asyncio.Task[asyncio.subprocess.Process] | None = None
+        self._spare: asyncio.Task[Booted] | None = None
         self._live: set[Isolate] = set()
         self._watch: asyncio.Task[None] | None = None
         self._on_evict = on_evict
@@ -126,16 +173,15 @@ class IsolatePool:
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, self.warm)
         elif self._spare is None and not self._closed:
-            self._spare = asyncio.create_task(_spawn(self.limits))
+            self._spare = asyncio.create_task(spawn(self.limits))
 
-    async def start(self, handler: Any) -> Isolate:
+    async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
         # Claim the spare before awaiting it, so concurrent loads never share a process.
         # The next spare is booted by ``warm()`` shortly after this load is done (the
         # loader calls it): booting an interpreter now would compete for the CPU with
         # the tenant's import and its first step.
         spare, self._spare = self._spare, None
-        proc = await (spare or _spawn(self.limits))
-        iso = Isolate(proc, handler)
+        iso = await Isolate.connect(await (spare or spawn(self.limits)), handler, fast)
         self._live.add(iso)
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watchdog())
@@ -152,8 +198,7 @@ class IsolatePool:
                 if iso.busy:
                     iso.last_used = now
                 if iso.attempts:
-                    cpu = _cpu_ms(iso.pid)
-                    if any(cpu - start > self.limits.cpu_ms for start in iso.attempts.values()):
+                    if iso.over_cpu(self.limits.cpu_ms):
                         iso.kill(f"an attempt used more than {self.limits.cpu_ms} ms of CPU")
                 elif now - iso.last_used > self.idle_seconds:
                     self._live.discard(iso)
@@ -165,7 +210,8 @@ class IsolatePool:
             await iso.close()
         self._live.clear()
         if self._spare is not None:
-            proc = await self._spare
+            proc, sock = await self._spare
+            sock.close()
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import resource
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -241,18 +242,26 @@ async def main() -> None:
     if limit_mb:
         cap = limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    )
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    sys.stdout = sys.stderr  # tenant print() must not corrupt the message stream
+    sock = socket.socket(fileno=int(os.environ["DYNWF_ISOLATE_FD"]))
+    # Tenant output, print() or a bare write to fd 1, goes to the engine's stderr: the
+    # engine's stdout may be a report or JSON (``dynwf run --json``).
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr  # and as promptly as stderr (line-buffered, not block-buffered)
     worker = Worker()
-    worker.conn = Connection(reader, writer, worker.handle)
+    worker.conn = await Connection.open(sock, worker.handle)
     await worker.conn.closed
 
 
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (every step's round trip to the engine runs through
+    this loop: uvloop's wake-up and dispatch take a fraction of asyncio's), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
+        runner.run(main())

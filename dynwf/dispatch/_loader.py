@@ -254,7 +254,7 @@ class WorkerStub:
             plain, self._bindings = self._split_env(code.get("env") or {})
             async with self.loader._slots:
                 await self.loader._make_room()
-                iso = await self.loader._pool.start(self._serve)
+                iso = await self.loader._pool.start(self._serve, self._serve_now)
                 self._isolate = iso  # holds the slot while the code loads
             try:
                 await iso.conn.request(
@@ -298,6 +298,43 @@ class WorkerStub:
         if msg["op"] == "binding":
             return await self._binding_call(msg)
         raise ValueError(f"unknown request {msg['op']!r} from worker {self.id!r}")
+
+    def _serve_now(self, msg: dict[str, Any]) -> bool:
+        """Take the step calls of the hot path in the callback that read them, with no task.
+
+        A step's successful result (sent one way) is recorded at once. A ``do_begin``
+        that ``begin_now`` can answer is answered now (a replay) or right after the
+        commit of its attempt fact. Anything else, or a pass that has ended, goes to
+        ``_serve`` in a task.
+        """
+        if msg.get("op") != "host":
+            return False
+        run = self._runs.get(msg.get("run"))  # type: ignore[arg-type]
+        if run is None:
+            return False
+        host, iso = run
+        method, args, n = msg.get("method"), msg["args"], msg.get("id")
+        if method == "do_end" and n is None and args[2]:
+            host.do_done(args[0], args[1], args[3])
+            iso.attempt_ended(f"{msg['run']}:{args[0]}")
+            return True
+        if method != "do_begin" or n is None:
+            return False
+        answer = host.begin_now(*args)
+        if answer is None:
+            return False
+        if answer[0] != "run":
+            iso.conn.answer(n, list(answer))
+            return True
+        iso.attempt_started(f"{msg['run']}:{args[0]}")
+
+        def durable(error: BaseException | None) -> None:
+            if error is None:
+                host.started(args[0])
+            iso.conn.answer(n, list(answer), error)
+
+        host.engine.when_durable(durable)
+        return True
 
     async def _host_call(self, msg: dict[str, Any]) -> Any:
         run = self._runs.get(msg["run"])

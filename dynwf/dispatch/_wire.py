@@ -1,8 +1,16 @@
-"""Length-prefixed JSON messages over a pair of asyncio streams, requests both ways.
+"""Length-prefixed JSON messages over one stream socket, requests both ways.
 
 A request is ``{"id": n, "op": ..., ...}``; its reply ``{"re": n, "ok": true, "value": v}``
 or ``{"re": n, "ok": false, "error": {"name", "message"}}``. Either side may send
 requests; a handler answers each in its own task. ``notify`` sends without a reply.
+
+This is the hot path of every isolated step, so it is an ``asyncio.Protocol``: frames
+are cut from the bytes as they arrive and dispatched in the same callback (a reply
+resolves its waiter, and ``fast`` may take a message in that callback instead of a task
+in the next loop turn), with no reader task in between. One-way messages are not written on their own: they
+wait for the next request or reply, or the end of the event-loop turn, and go out with
+it in one write, so a step's result and the next step's request cost the other side a
+single wake-up.
 """
 
 from __future__ import annotations
@@ -12,12 +20,17 @@ import contextlib
 import itertools
 import json
 import logging
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 _LEN = struct.Struct(">I")
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+# Takes a message in the callback that read it: True when it did (a request's reply then
+# goes through ``Connection.answer``, at once or later); False leaves it to ``Handler``.
+FastHandler = Callable[[dict[str, Any]], bool]
+MAX_FRAME = 256 * 1024 * 1024  # a larger length prefix means a corrupt stream
 
 
 log = logging.getLogger("dynwf.dispatch")
@@ -35,22 +48,52 @@ class RemoteError(Exception):
         self.error = error
 
 
-class Connection:
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
-    ) -> None:
-        self._reader, self._writer, self._handler = reader, writer, handler
+async def _refuse(msg: dict[str, Any]) -> Any:
+    raise RuntimeError(f"no handler for {msg.get('op')!r} yet")
+
+
+class Connection(asyncio.Protocol):
+    """One end of the message stream. Open it with ``await Connection.open(sock, handler)``."""
+
+    def __init__(self, handler: Handler = _refuse, fast: FastHandler | None = None) -> None:
+        self.handler, self.fast = handler, fast
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reader_task = asyncio.create_task(self._read_loop())
 
-    def _send(self, msg: dict[str, Any]) -> None:
+    @classmethod
+    async def open(
+        cls, sock: socket.socket, handler: Handler = _refuse, fast: FastHandler | None = None
+    ) -> Connection:
+        """Serve a connected stream socket (one end of a ``socket.socketpair()``)."""
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_unix_connection(lambda: cls(handler, fast), sock=sock)
+        return conn
+
+    # -- sending ----------------------------------------------------------------------
+    def _queue(self, msg: dict[str, Any]) -> None:
         if self.closed.done():
             raise ConnectionLost("the isolate is gone")
         data = json.dumps(msg, separators=(",", ":")).encode()
-        self._writer.write(_LEN.pack(len(data)) + data)
+        self._out.append(_LEN.pack(len(data)))
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        self._queue(msg)
+        self._flush()
 
     async def request(self, msg: dict[str, Any], *, id: int | None = None) -> Any:
         n = id if id is not None else next(self._ids)
@@ -65,35 +108,81 @@ class Connection:
     def request_id(self) -> int:
         return next(self._ids)
 
-    def notify(self, msg: dict[str, Any]) -> None:
-        self._send(msg)
+    def answer(self, n: int, value: Any = None, error: BaseException | None = None) -> None:
+        """Reply to request ``n`` (taken by ``fast``); nothing if the other side is gone."""
+        reply: dict[str, Any] = (
+            {"re": n, "ok": True, "value": value}
+            if error is None
+            else {"re": n, "ok": False, "error": error_data(error)}
+        )
+        with contextlib.suppress(ConnectionLost):
+            self._send(reply)
 
-    async def _read_loop(self) -> None:
+    def notify(self, msg: dict[str, Any]) -> None:
+        """Send ``msg`` one way, with the next request or reply, at the latest this loop turn."""
+        self._queue(msg)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    # -- receiving (asyncio.Protocol) -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # an asyncio or uvloop transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        start, end = 0, len(buf)
         try:
-            while True:
-                head = await self._reader.readexactly(_LEN.size)
-                (size,) = _LEN.unpack(head)
-                msg = json.loads(await self._reader.readexactly(size))
-                if "re" in msg:
-                    fut = self._waiting.get(msg["re"])
-                    if fut is not None and not fut.done():
-                        if msg["ok"]:
-                            fut.set_result(msg.get("value"))
-                        else:
-                            fut.set_exception(RemoteError(msg["error"]))
-                elif msg.get("op") == "cancel":
-                    task = self._tasks.get(msg["target"])
-                    if task is not None:
-                        task.cancel()
+            while end - start >= _LEN.size:
+                (size,) = _LEN.unpack_from(buf, start)
+                if size > MAX_FRAME:
+                    raise ValueError(f"frame of {size} bytes")
+                if end - start - _LEN.size < size:
+                    break
+                body = start + _LEN.size
+                start = body + size
+                self._dispatch(json.loads(buf[body:start]))
+        except (ValueError, TypeError, KeyError) as exc:  # not our protocol: unusable stream
+            log.error("dropping a corrupt message stream: %s", exc)
+            del buf[:]
+            if self._transport is not None:
+                self._transport.close()
+            return
+        del buf[:start]
+
+    def _dispatch(self, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            raise TypeError(f"a message must be a JSON object, got {type(msg).__name__}")
+        if "re" in msg:
+            fut = self._waiting.get(msg["re"])
+            if fut is not None and not fut.done():
+                if msg.get("ok"):
+                    fut.set_result(msg.get("value"))
                 else:
-                    n = msg.get("id")
-                    task = asyncio.create_task(self._answer(msg))
-                    if n is not None:
-                        self._tasks[n] = task
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        finally:
-            self._lost()
+                    fut.set_exception(RemoteError(dict(msg.get("error") or {})))
+            return
+        n = msg.get("id")
+        if n is None and msg.get("op") == "cancel":
+            task = self._tasks.get(msg.get("target"))  # type: ignore[arg-type]
+            if task is not None:
+                task.cancel()
+            return
+        if self.fast is not None:
+            try:
+                if self.fast(msg):
+                    return
+            except Exception as exc:
+                if n is None:
+                    _log_one_way(msg, exc)
+                else:
+                    self.answer(n, error=exc)
+                return
+        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        if n is not None:
+            self._tasks[n] = task
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
 
     def _lost(self) -> None:
         if not self.closed.done():
@@ -107,27 +196,35 @@ class Connection:
     async def _answer(self, msg: dict[str, Any]) -> None:
         n = msg.get("id")
         try:
-            value = await self._handler(msg)
+            value = await self.handler(msg)
         except asyncio.CancelledError:
             if n is not None:
                 self._tasks.pop(n, None)
             raise
         except BaseException as exc:  # answered as data; the other side re-raises it
             if n is None:  # a one-way message: nobody to answer, so say it here
-                log.warning("one-way %s message failed: %s: %s", msg.get("method") or msg.get("op"),
-                            type(exc).__name__, exc)
-            reply: dict[str, Any] = {"re": n, "ok": False, "error": error_data(exc)}
+                _log_one_way(msg, exc)
+            else:
+                self._tasks.pop(n, None)
+                self.answer(n, error=exc)
         else:
-            reply = {"re": n, "ok": True, "value": value}
-        if n is not None:
-            self._tasks.pop(n, None)
-            with contextlib.suppress(ConnectionLost):
-                self._send(reply)
+            if n is not None:
+                self._tasks.pop(n, None)
+                self.answer(n, value)
 
     async def close(self) -> None:
-        self._writer.close()
-        self._reader_task.cancel()
+        if self._transport is not None:
+            self._transport.close()
         self._lost()
+
+
+def _log_one_way(msg: dict[str, Any], exc: BaseException) -> None:
+    log.warning(
+        "one-way %s message failed: %s: %s",
+        msg.get("method") or msg.get("op"),
+        type(exc).__name__,
+        exc,
+    )
 
 
 def error_data(exc: BaseException) -> dict[str, str]:

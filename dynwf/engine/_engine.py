@@ -173,6 +173,7 @@ class Engine:
         self._timer_task: asyncio.Task[None] | None = None
         self._pending: list[Row] = []
         self._flush_fut: asyncio.Future[None] | None = None
+        self._on_commit: list[Callable[[BaseException | None], None]] = []  # when_durable
         # The scheduled flush: at once (call_soon) or, for a step's result, a moment
         # later, so the next step's attempt fact shares its commit (see ``record``).
         self._flush_handle: asyncio.Handle | None = None
@@ -246,6 +247,7 @@ class Engine:
         for handle in self._delayed:
             handle.cancel()
         self._pending.clear()
+        self._on_commit.clear()
         self._after_pass.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
@@ -411,22 +413,26 @@ class Engine:
         fut = self._flush_fut
         self._flush_fut = None
         rows, self._pending = self._pending, []
-        if not rows:
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-            return
-        try:
-            if self._journal is None:
-                raise RuntimeError("the engine is stopped")
-            self._journal.append(rows)
-        except BaseException as exc:
-            self.fatal = exc
-            log.error("journal commit failed, engine stopping: %s", exc)
-            if fut is not None and not fut.done():
-                fut.set_exception(exc)
-            return
+        callbacks, self._on_commit = self._on_commit, []
+        error: BaseException | None = None
+        if rows:
+            try:
+                if self._journal is None:
+                    raise RuntimeError("the engine is stopped")
+                self._journal.append(rows)
+            except BaseException as exc:
+                self.fatal = error = exc
+                log.error("journal commit failed, engine stopping: %s", exc)
         if fut is not None and not fut.done():
-            fut.set_result(None)
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("a commit callback failed")
 
     @property
     def commits(self) -> int:
@@ -444,6 +450,17 @@ class Engine:
             if self._flush_lazy:
                 self._flush_soon()
             await asyncio.shield(self._flush_fut)
+
+    def when_durable(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` once every fact recorded so far is committed (now, if it
+        is), or ``callback(error)`` if that commit fails: ``durable()`` without a task,
+        called in the commit's own loop turn."""
+        if self._flush_fut is None:
+            callback(None)
+            return
+        if self._flush_lazy:
+            self._flush_soon()
+        self._on_commit.append(callback)
 
     def set_status(self, st: InstanceState, event: Event, **extra: Any) -> None:
         new = transition(st.status, event, instance=st.id)

@@ -79,13 +79,16 @@ class Pass:
         """End this pass at its next step boundary and run the instance again (new code)."""
         self.interrupt_requested = True
 
-    async def _boundary(self) -> None:
-        """Before new work: a pause request, a stopping engine or a reload ends the pass."""
-        if (
+    def _at_boundary(self) -> bool:
+        """A pause request, a stopping engine or a reload: the pass ends before new work."""
+        return (
             self.st.status is Status.WAITING_FOR_PAUSE
             or self.engine.stopping
             or self.interrupt_requested
-        ):
+        )
+
+    async def _boundary(self) -> None:
+        if self._at_boundary():
             await self._suspend()
 
     def _config(self, s: StepState) -> StepConfig:
@@ -99,13 +102,64 @@ class Pass:
     async def do_begin(
         self, key: str, name: str, count: int, config: Mapping[str, Any] | None
     ) -> DoBegin:
-        st, eng = self.st, self.engine
-        self.requested.add(key)
+        answer = self.begin_now(key, name, count, config)
+        if answer is None:
+            answer = await self._begin(key, name, count, config)
+        if answer[0] == "run":
+            await self.engine.durable()
+            self.started(key)
+        return answer
+
+    def begin_now(
+        self, key: str, name: str, count: int, config: Mapping[str, Any] | None
+    ) -> DoBegin | None:
+        """``do_begin``'s answer when finding it needs no waiting; None leaves it to ``do_begin``.
+
+        That is a replayed step's result or error, or the first attempt of a step this
+        pass meets for the first time. A ``("run", ...)`` answer holds once the attempt
+        fact is durable (``engine.durable()``), and ``started(key)`` comes before the
+        callback runs. None: a pause, stop or reload boundary, a retry, an attempt cut
+        off by a crash, a test modifier or the step limit, which ``do_begin`` handles.
+        Raises only before it changes anything (an invalid step config).
+        """
+        st = self.st
         s = st.steps.get(key)
         if s is not None and s.done:
+            self.requested.add(key)
             self.replayed.append(key)
             return ("done", s.output) if s.error is None else ("error", s.error)
+        if (
+            s is not None
+            or self.mods is not None
+            or self._at_boundary()
+            or st.do_count >= self.workflow.step_limit
+        ):
+            return None
+        cfg = resolve_step_config(config, step=name)
+        self.requested.add(key)
+        self._configs[key] = cfg
+        return self._attempt(key, 1, cfg, {"config": cfg.as_dict(), "name": name, "count": count})
+
+    def started(self, key: str) -> None:
+        """The attempt ``begin_now`` or ``do_begin`` answered is durable; its callback runs now."""
+        self.engine.faults.attempt_started(self.st, self.st.steps[key])
+
+    def _attempt(self, key: str, n: int, cfg: StepConfig, facts: dict[str, Any]) -> DoBegin:
+        """Record attempt ``n`` of step ``key``, to run now: do_begin's ``("run", ...)``."""
+        self.engine.record(self.st, "attempt", key, {"n": n, **facts})
+        self.ran.append(key)
+        self.inflight.add(key)
+        frozen = self.st.steps[key].config
+        return ("run", n, frozen or cfg.as_dict(), cfg.timeout_ms)
+
+    async def _begin(
+        self, key: str, name: str, count: int, config: Mapping[str, Any] | None
+    ) -> DoBegin:
+        """``do_begin`` for what ``begin_now`` leaves: boundaries, retries, modifiers, limits."""
+        st, eng = self.st, self.engine
+        self.requested.add(key)
         await self._boundary()
+        s = st.steps.get(key)
         first: dict[str, Any] = {}
         if s is None:
             if st.do_count >= self.workflow.step_limit:
@@ -127,38 +181,28 @@ class Pass:
                 await self._suspend()  # the retry delay has not passed yet
         mock = self.mods.plan(name, cfg.timeout_ms) if self.mods is not None else None
         n = (len(s.attempts) if s is not None else 0) + 1
-        eng.record(st, "attempt", key, {"n": n, **first, **({"mocked": True} if mock else {})})
-        s = st.steps[key]
+        if mock is None:
+            return self._attempt(key, n, cfg, first)
+        # A test modifier answers; the callback does not run.
+        eng.record(st, "attempt", key, {"n": n, **first, "mocked": True})
         self.ran.append(key)
-        if mock is not None:  # a test modifier answers; the callback does not run
-            if mock[0] == "result":
-                eng.record(st, "attempt_end", key, {"n": n, "ok": True, "output": mock[1]})
-                return ("done", mock[1])
-            outcome = self._attempt_failed(s, mock[1], retryable=True)
-            if outcome is None:
-                await self._suspend()
-            assert outcome is not None
-            return outcome
-        self.inflight.add(key)
-        await eng.durable()
-        eng.faults.attempt_started(st, s)
-        return ("run", n, s.config or cfg.as_dict(), cfg.timeout_ms)
+        if mock[0] == "result":
+            eng.record(st, "attempt_end", key, {"n": n, "ok": True, "output": mock[1]})
+            return ("done", mock[1])
+        outcome = self._attempt_failed(st.steps[key], mock[1], retryable=True)
+        if outcome is None:
+            await self._suspend()
+        assert outcome is not None
+        return outcome
 
     async def do_end(
         self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
     ) -> Outcome:
+        if ok:
+            return self.do_done(key, attempt, value)
         st, eng = self.st, self.engine
         self.inflight.discard(key)
         s = st.steps[key]
-        if ok:
-            eng.faults.before_result(st, s)
-            eng.record(
-                st, "attempt_end", key, {"n": attempt, "ok": True, "output": value}, lazy=True
-            )
-            eng.faults.after_result(st, s)
-            eng.step_finished(st, s)
-            self.maybe_cancel()
-            return ("done", value)
         assert error is not None
         outcome = self._attempt_failed(s, error, retryable)
         eng.step_finished(st, s)
@@ -167,6 +211,18 @@ class Pass:
         self.maybe_cancel()
         assert outcome is not None
         return outcome
+
+    def do_done(self, key: str, attempt: int, value: Any) -> Outcome:
+        """A successful attempt's result. Never waits, so an isolate sends it one way."""
+        st, eng = self.st, self.engine
+        self.inflight.discard(key)
+        s = st.steps[key]
+        eng.faults.before_result(st, s)
+        eng.record(st, "attempt_end", key, {"n": attempt, "ok": True, "output": value}, lazy=True)
+        eng.faults.after_result(st, s)
+        eng.step_finished(st, s)
+        self.maybe_cancel()
+        return ("done", value)
 
     def _attempt_failed(self, s: StepState, error: ErrorDict, retryable: bool) -> Outcome | None:
         """Record a failed attempt; the final error, or None when a retry is due later."""
