@@ -30,9 +30,12 @@ Definitions:
   same measure for a second instance of an already loaded tenant.
 - **isolation cost per step**: one tenant, one instance of ``--steps`` no-op steps, timed
   from ``create()`` until the engine is idle, divided by the number of steps; with
-  ``isolation="process"`` and ``"inline"`` (the tenant's module executed in the engine
-  process). Both projects run in the same process and alternate, repeated; the figure
-  is the median of the paired differences (process minus inline).
+  ``isolation="process"`` (engine and isolate spin briefly for each other's messages
+  while one pass runs, the default), the same with ``WorkerLoader.spin = False``, and
+  ``"inline"`` (the tenant's module executed in the engine process). The three projects
+  run in the same process and alternate, repeated; the figure is the median of the
+  paired differences (process minus inline). CPU per step adds the engine process's
+  CPU time and the isolate's (from /proc), so the cost of spinning shows.
 - **save-to-new-code**: a running Project with ``dynwf.project.watch`` armed and the
   tenant loaded. Each round waits ``--gap`` seconds, rewrites ``tenants/t0/worker.py``
   with a new ``VERSION``, then sends a request every 2 ms until the tenant answers with
@@ -59,7 +62,7 @@ from typing import Any
 import _harness as harness
 
 from dynwf.dispatch import wrap_workflow_binding
-from dynwf.dispatch._isolate import Isolate, IsolateLimits, spawn
+from dynwf.dispatch._isolate import Isolate, IsolateLimits, _cpu_ms, spawn
 from dynwf.project import Project, ReloadResult, watch
 from dynwf.workers import Request
 
@@ -312,42 +315,66 @@ async def scenario_cold(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+STEP_MODES = ("process", "process-no-spin", "inline")
+
+
+def _isolate_cpu_ms(p: Project) -> int:
+    """CPU ms used so far by the isolate of tenant t0000 (0 when it runs inline)."""
+    iso = p.loaders["LOADER"].get(_tenant(0), lambda: {})._isolate
+    return _cpu_ms(iso.pid) if iso is not None else 0
+
+
 async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    """One instance of N no-op steps, isolation="process" vs "inline", alternating."""
+    """One instance of N no-op steps: isolated (spinning or not) vs inline, alternating."""
     steps, repeats = opts["steps"], opts["repeats"]
-    modes = ("process", "inline")
-    projects = {m: await _open(tmp, m, 1, isolation=m) for m in modes}
-    per_step: dict[str, list[float]] = {m: [] for m in modes}
-    commits: dict[str, list[float]] = {m: [] for m in modes}
+    projects: dict[str, Project] = {}
+    for m in STEP_MODES:
+        projects[m] = await _open(tmp, m, 1, isolation="inline" if m == "inline" else "process")
+        projects[m].loaders["LOADER"].spin = m == "process"
+    per_step: dict[str, list[float]] = {m: [] for m in STEP_MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in STEP_MODES}
+    commits: dict[str, list[float]] = {m: [] for m in STEP_MODES}
     try:
-        for m in modes:  # load the tenant and warm both paths
+        for m in STEP_MODES:  # load the tenant and warm every path
             await _first_step_ns(projects[m], _tenant(0), 20)
         for _ in range(repeats):
-            for m in modes:
+            for m in STEP_MODES:
                 p = projects[m]
                 b = wrap_workflow_binding({"tenantId": _tenant(0)}, env=p.env)
-                c0 = p.engine.commits
+                c0, cpu0, iso0 = p.engine.commits, time.process_time(), _isolate_cpu_ms(p)
                 t0 = time.perf_counter()
                 inst = await b.create({"params": {"steps": steps}})
                 await p.engine.wait_until_idle(timeout=300)
                 elapsed = time.perf_counter() - t0
+                used = (time.process_time() - cpu0) * 1000 + _isolate_cpu_ms(p) - iso0
                 st = await inst.status()
                 if st["status"] != "complete":
                     raise SystemExit(f"{m} instance ended {st}")
                 per_step[m].append(elapsed * 1000 / steps)
+                cpu[m].append(used / steps)
                 commits[m].append((p.engine.commits - c0) / steps)
+        iso = projects["process"].loaders["LOADER"].get(_tenant(0), lambda: {})._isolate
+        hits = iso.conn.spin_hits / iso.conn.spins if iso is not None and iso.conn.spins else 0
     finally:
         for p in projects.values():
             await p.stop()
-    diffs = [a - b for a, b in zip(per_step["process"], per_step["inline"], strict=True)]
-    return {
-        "process_ms_per_step": statistics.median(per_step["process"]),
-        "inline_ms_per_step": statistics.median(per_step["inline"]),
-        "added_ms_per_step": statistics.median(diffs),
-        "process_commits_per_step": statistics.median(commits["process"]),
-        "inline_commits_per_step": statistics.median(commits["inline"]),
+
+    def added(mode: str) -> float:
+        pairs = zip(per_step[mode], per_step["inline"], strict=True)
+        return statistics.median(a - b for a, b in pairs)
+
+    out: dict[str, Any] = {
+        "added_ms_per_step": added("process"),
+        "nospin_added_ms_per_step": added("process-no-spin"),
+        "engine_spin_hit_pct": 100 * hits,
         "runs": per_step,
     }
+    for m in STEP_MODES:
+        key = m.replace("process-no-spin", "nospin")
+        out[f"{key}_ms_per_step"] = statistics.median(per_step[m])
+        out[f"{key}_cpu_ms_per_step"] = statistics.median(cpu[m])
+        out[f"{key}_commits_per_step"] = statistics.median(commits[m])
+    return out
 
 
 async def scenario_reload(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
@@ -452,8 +479,21 @@ ROWS: list[harness.Row] = [
         0.2,
         False,
     ),
+    (
+        "steps",
+        "nospin_added_ms_per_step",
+        "    ...the same without spinning (spin=False)",
+        "ms",
+        None,
+        False,
+    ),
     ("steps", "process_ms_per_step", "    per step, isolation=process", "ms", None, False),
+    ("steps", "nospin_ms_per_step", "    per step, process, spin=False", "ms", None, False),
     ("steps", "inline_ms_per_step", "    per step, isolation=inline", "ms", None, False),
+    ("steps", "process_cpu_ms_per_step", "    CPU per step, engine+isolate, process", "ms", None, False),
+    ("steps", "nospin_cpu_ms_per_step", "    CPU per step, process, spin=False", "ms", None, False),
+    ("steps", "inline_cpu_ms_per_step", "    CPU per step, inline", "ms", None, False),
+    ("steps", "engine_spin_hit_pct", "    engine spins ended by the isolate", "%", None, True),
     ("steps", "process_commits_per_step", "    journal commits per step, process", "", None, False),
     ("steps", "inline_commits_per_step", "    journal commits per step, inline", "", None, False),
     ("reload", "save_median", "(3) save -> new code serves, median", "ms", 500.0, False),

@@ -199,3 +199,87 @@ async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> Non
     assert len(live) <= 1
     for tenant, id in (("acme", "a"), ("globex", "g")):
         assert (await (await binding(p, tenant).get(id)).status())["status"] == "complete"
+
+
+MIXED = """
+import asyncio
+from workers import WorkflowEntrypoint
+from workers.workflows import NonRetryableError
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        out = []
+        for k in range(3):
+            @step.do(f"seq {k}")
+            async def seq():
+                return k * 10
+
+            out.append(await seq())
+
+        @step.do("a", concurrent=True)
+        async def a():
+            return "a"
+
+        @step.do("b", concurrent=True)
+        async def b():
+            return "b"
+
+        out.append(await asyncio.gather(a(), b()))
+
+        @step.do("flaky", config={"retries": {"limit": 2, "delay": 0}})
+        async def flaky(ctx):
+            if ctx["attempt"] < 3:
+                raise RuntimeError(f"attempt {ctx['attempt']} fails")
+            return ctx["attempt"]
+
+        out.append(await flaky())
+        await step.sleep("nap", "1 hour")
+
+        @step.do("fatal")
+        async def fatal():
+            raise NonRetryableError("no")
+
+        try:
+            await fatal()
+        except NonRetryableError as exc:
+            out.append(f"caught {exc}")
+        return out
+"""
+
+
+@pytest.mark.parametrize("mode", ["process", "process-no-spin", "inline"])
+async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
+    make_project: Any, project_dir: Path, mode: str
+) -> None:
+    (project_dir / "tenants" / "mixed").mkdir()
+    (project_dir / "tenants" / "mixed" / "worker.py").write_text(MIXED)
+    p = await make_project(isolation="inline" if mode == "inline" else "process")
+    loader = p.loaders["LOADER"]
+    loader.spin = mode == "process"
+    inst = await binding(p, "mixed").create({"id": "m"})
+    await p.engine.wait_until_idle(timeout=30)
+    p.engine.clock.advance("1 hour")
+    await p.engine.wait_until_idle(timeout=30)
+    status = await inst.status()
+    assert status["output"] == [0, 10, 20, ["a", "b"], 3, "caught no"], status
+    st = p.engine.lookup("dynamic-workflow", '{"tenantId":"mixed"}', "m")
+    runs = {k: (s.executions, s.replays, len(s.attempts)) for k, s in st.steps.items()}
+    # (executions, replays, attempts): passes end at each retry and at the sleep.
+    assert runs == {
+        "do:seq 0#1": (1, 3, 1),
+        "do:seq 1#1": (1, 3, 1),
+        "do:seq 2#1": (1, 3, 1),
+        "do:a#1": (1, 3, 1),
+        "do:b#1": (1, 3, 1),
+        "do:flaky#1": (3, 1, 3),
+        "sleep:nap:3600000#1": (0, 0, 0),
+        "do:fatal#1": (1, 0, 1),
+    }, runs
+    if mode != "inline":
+        iso = loader.get("mixed", lambda: {})._isolate
+        assert iso is not None
+        conn = iso.conn
+        # The engine spun for the isolate's next message after answering its steps.
+        assert (conn.spins > 0) is (mode == "process")
+        assert conn.doorbell is not None and conn.doorbell.hint is False  # no pass runs now

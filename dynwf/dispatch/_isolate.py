@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
@@ -70,12 +71,15 @@ class Isolate:
         cls, booted: Booted, handler: Handler, fast: FastHandler | None = None
     ) -> Isolate:
         """Talk to a process started by ``spawn``."""
-        proc, sock = booted
+        proc, sock, bell = booted
         try:
             conn = await Connection.open(sock)
         except BaseException:
             sock.close()
+            if bell is not None:
+                bell.close()
             raise
+        conn.doorbell = bell
         return cls(proc, conn, handler, fast)
 
     async def _dispatch(self, msg: dict[str, Any]) -> Any:
@@ -115,28 +119,35 @@ class Isolate:
         await self.conn.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 5)
+        bell, self.conn.doorbell = self.conn.doorbell, None
+        if bell is not None:
+            bell.close()
 
 
-# A started isolate process and the engine's end of its message socket.
-Booted = tuple[asyncio.subprocess.Process, socket.socket]
+# A started isolate process, the engine's end of its message socket, its doorbell.
+Booted = tuple[asyncio.subprocess.Process, socket.socket, Doorbell | None]
 
 
 async def spawn(limits: IsolateLimits) -> Booted:
     """Start an isolate process; it boots and waits for a ``load`` message."""
     ours, theirs = socket.socketpair()
+    made = Doorbell.create()
+    bell, bell_fd = made if made is not None else (None, None)
     env = {
         **os.environ,
         "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb),
         "DYNWF_ISOLATE_PARENT": str(os.getpid()),
         "DYNWF_ISOLATE_FD": str(theirs.fileno()),
     }
+    if bell_fd is not None:
+        env["DYNWF_ISOLATE_DOORBELL"] = str(bell_fd)
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "dynwf.dispatch._isolate_main",
             stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),),
+            pass_fds=(theirs.fileno(),) if bell_fd is None else (theirs.fileno(), bell_fd),
             env=env,
             # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
             # isolates itself, not every isolate at once with a traceback each.
@@ -144,10 +155,14 @@ async def spawn(limits: IsolateLimits) -> Booted:
         )
     except BaseException:
         ours.close()
+        if bell is not None:
+            bell.close()
         raise
     finally:
         theirs.close()
-    return proc, ours
+        if bell_fd is not None:
+            os.close(bell_fd)
+    return proc, ours, bell
 
 
 class IsolatePool:
@@ -210,8 +225,10 @@ class IsolatePool:
             await iso.close()
         self._live.clear()
         if self._spare is not None:
-            proc, sock = await self._spare
+            proc, sock, bell = await self._spare
             sock.close()
+            if bell is not None:
+                bell.close()
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()

@@ -37,6 +37,9 @@ _runs = itertools.count(1)
 # Seconds after a cold load before the next spare isolate boots: not during the
 # tenant's import and first step (an interpreter boot takes a core for ~0.2 s).
 SPARE_DELAY = 0.1
+# How long the engine spins for an isolate's next message after answering a do_begin:
+# the callback of a quick step and the isolate's way to its next step.
+ANSWER_SPIN_S = 0.0003
 
 
 class CodeLoadError(DynwfError):
@@ -69,8 +72,11 @@ class WorkerLoader:
         max_isolates: int = 64,
         idle_seconds: float = 300.0,
         limits: IsolateLimits | None = None,
+        spin: bool = True,
     ) -> None:
         self.isolation = isolation
+        # Spin briefly for each other's messages while one pass runs (``spin_hint``).
+        self.spin = spin
         self.max_isolates = max_isolates
         self.limits = limits or IsolateLimits()
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
@@ -154,6 +160,19 @@ class WorkerLoader:
     async def close(self) -> None:
         await self.evict_all()
         await self._pool.close()
+
+    def spin_hint(self, iso: Isolate, engine: Any) -> bool:
+        """Whether the engine and ``iso`` should spin for each other's messages now.
+
+        Yes while the engine runs a single pass: each isolated step is then a round
+        trip whose latency is the whole cost, and waking a sleeping process costs more
+        than the wait. With more passes the engine has other work and the cores have
+        other uses. The answer is also written to the isolate's doorbell.
+        """
+        alone = self.spin and getattr(engine, "passes_running", 0) == 1
+        if iso.conn.doorbell is not None:
+            iso.conn.doorbell.hint = alone
+        return alone
 
 
 class WorkerStub:
@@ -331,7 +350,10 @@ class WorkerStub:
         def durable(error: BaseException | None) -> None:
             if error is None:
                 host.started(args[0])
+            alone = self.loader.spin_hint(iso, host.engine)
             iso.conn.answer(n, list(answer), error)
+            if alone:
+                iso.conn.expect(ANSWER_SPIN_S)
 
         host.engine.when_durable(durable)
         return True
@@ -416,6 +438,7 @@ class EntrypointStub:
         token = f"r{next(_runs)}"
         w._runs[token] = (step.host, iso)
         iso.busy += 1
+        w.loader.spin_hint(iso, getattr(step.host, "engine", None))
         n = iso.conn.request_id()
         payload = {**event, "timestamp": _iso(event.get("timestamp"))}
         try:
@@ -436,6 +459,8 @@ class EntrypointStub:
         finally:
             iso.busy -= 1
             w._runs.pop(token, None)
+            if iso.conn.doorbell is not None:
+                iso.conn.doorbell.hint = False  # until a pass runs in it again
             for task in run_tasks(step.host):
                 task.cancel()
 

@@ -6,11 +6,12 @@ requests; a handler answers each in its own task. ``notify`` sends without a rep
 
 This is the hot path of every isolated step, so it is an ``asyncio.Protocol``: frames
 are cut from the bytes as they arrive and dispatched in the same callback (a reply
-resolves its waiter, and ``fast`` may take a message in that callback instead of a task
-in the next loop turn), with no reader task in between. One-way messages are not written on their own: they
-wait for the next request or reply, or the end of the event-loop turn, and go out with
-it in one write, so a step's result and the next step's request cost the other side a
-single wake-up.
+resolves its waiter, and ``fast`` may take a message there instead of in a task), with
+no reader task in between. One-way messages are not written on their own: they wait
+for the next request or reply, or the end of the event-loop turn, and go out with it in
+one write, so a step's result and the next step's request cost the other side a single
+wake-up. With a ``Doorbell`` (a shared page), a side that expects the next message soon
+spins for it (``expect``) instead of sleeping in the kernel.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import json
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from dynwf.dispatch._doorbell import Doorbell
 
 _LEN = struct.Struct(">I")
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -65,6 +69,15 @@ class Connection(asyncio.Protocol):
         self._flush_handle: asyncio.Handle | None = None
         self._transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Spinning for the peer's next message (``expect``): the peer's write count when
+        # we last wrote, when that was, and how long the peer then took to write back.
+        self.doorbell: Doorbell | None = None
+        self._mark = 0
+        self._sent_at: float | None = None
+        self._last_gap = 0.0
+        self._spin: asyncio.Handle | None = None
+        self.spins = 0  # spins made, and how many of them the peer's write ended
+        self.spin_hits = 0
 
     @classmethod
     async def open(
@@ -88,19 +101,32 @@ class Connection(asyncio.Protocol):
             self._flush_handle.cancel()
             self._flush_handle = None
         if self._out and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(self._out))
+            bell = self.doorbell
+            if bell is None:
+                self._transport.write(b"".join(self._out))
+            else:
+                self._mark = bell.mark()
+                self._transport.write(b"".join(self._out))
+                bell.ring()
+                if self._sent_at is None:
+                    self._sent_at = time.perf_counter()
         self._out.clear()
 
     def _send(self, msg: dict[str, Any]) -> None:
         self._queue(msg)
         self._flush()
 
-    async def request(self, msg: dict[str, Any], *, id: int | None = None) -> Any:
+    async def request(
+        self, msg: dict[str, Any], *, id: int | None = None, soon: float = 0.0
+    ) -> Any:
+        """Send ``msg`` and return its reply; ``soon``: spin that long for it (``expect``)."""
         n = id if id is not None else next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[n] = fut
         try:
             self._send({**msg, "id": n})
+            if soon:
+                self.expect(soon)
             return await fut
         finally:
             self._waiting.pop(n, None)
@@ -118,6 +144,24 @@ class Connection(asyncio.Protocol):
         with contextlib.suppress(ConnectionLost):
             self._send(reply)
 
+    def expect(self, budget_s: float) -> None:
+        """The peer should write back within ``budget_s``: spin for that, not sleep.
+
+        The spin runs once this loop turn's ready callbacks have run, so other tasks
+        still send first, and it ends as soon as the peer writes. Nothing happens without
+        a doorbell, or when the peer's last answer took longer than the budget (a slow
+        callback, a busy engine): then waiting in the kernel costs nothing extra.
+        """
+        if self.doorbell is None or self._spin is not None or self._last_gap > budget_s:
+            return
+        self._spin = asyncio.get_running_loop().call_soon(self._spin_now, budget_s)
+
+    def _spin_now(self, budget_s: float) -> None:
+        self._spin = None
+        if self.doorbell is not None and not self.closed.done():
+            self.spins += 1
+            self.spin_hits += self.doorbell.wait(self._mark, budget_s)
+
     def notify(self, msg: dict[str, Any]) -> None:
         """Send ``msg`` one way, with the next request or reply, at the latest this loop turn."""
         self._queue(msg)
@@ -129,6 +173,9 @@ class Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]  # an asyncio or uvloop transport
 
     def data_received(self, data: bytes) -> None:
+        if self._sent_at is not None:
+            self._last_gap = time.perf_counter() - self._sent_at
+            self._sent_at = None
         buf = self._buf
         buf += data
         start, end = 0, len(buf)
@@ -187,6 +234,9 @@ class Connection(asyncio.Protocol):
     def _lost(self) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+        if self._spin is not None:
+            self._spin.cancel()
+            self._spin = None
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ConnectionLost("the isolate process exited"))

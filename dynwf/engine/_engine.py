@@ -435,6 +435,11 @@ class Engine:
                 log.exception("a commit callback failed")
 
     @property
+    def passes_running(self) -> int:
+        """How many instances have a pass (a ``run()`` call) in progress now."""
+        return len(self._slots.running)
+
+    @property
     def commits(self) -> int:
         """Journal commits made since ``start()`` (each is one transaction)."""
         return self._journal.commits if self._journal is not None else 0
