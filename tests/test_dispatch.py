@@ -283,3 +283,15 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
         # The engine spun for the isolate's next message after answering its steps.
         assert (conn.spins > 0) is (mode == "process")
         assert conn.doorbell is not None and conn.doorbell.hint is False  # no pass runs now
+
+
+async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream(
+    make_project: Any, project_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    add_tenant(project_dir, "noisy", 'os.write(1, b"raw to fd 1\\n"); print("printed")')
+    p = await make_project()
+    noisy = await binding(p, "noisy").create({"id": "n"})
+    await p.engine.wait_until_idle(timeout=30)
+    assert (await noisy.status())["output"] == {"attempt": 1}
+    err = capfd.readouterr().err
+    assert "raw to fd 1" in err and "printed" in err

@@ -80,6 +80,16 @@ async def test_wire_frames_joined_or_split_each_arrive_once_in_order(peer: Peer)
     await conn.close()
 
 
+async def test_wire_large_frame_arrives_whole(peer: Peer) -> None:
+    conn = await peer.open()
+    big = "x" * (5 * 1024 * 1024)
+    data = frame({"op": "x", "n": big})
+    await asyncio.get_running_loop().run_in_executor(None, peer.raw.sendall, data)
+    await until(lambda: len(peer.seen) == 1)
+    assert peer.seen[0]["n"] == big
+    await conn.close()
+
+
 @pytest.mark.parametrize(
     "garbage",
     [struct.pack(">I", MAX_FRAME + 1), frame("a string")[:-1] + b"{", frame([1, 2])],
