@@ -165,7 +165,9 @@ async def test_wire_fast_handler_error_is_the_reply(peer: Peer) -> None:
     conn = await peer.open(fast)
     peer.raw.sendall(frame({"op": "x", "id": 1}))
     reply = frames(await peer.recv(65536))
-    assert reply == [{"re": 1, "ok": False, "error": {"name": "LookupError", "message": "no such run"}}]
+    assert reply == [
+        {"re": 1, "ok": False, "error": {"name": "LookupError", "message": "no such run"}}
+    ]
     await conn.close()
 
 

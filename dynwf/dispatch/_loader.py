@@ -117,7 +117,10 @@ class WorkerLoader:
         return [
             id
             for id, stub in self._workers.items()
-            if any(getattr(getattr(host, "st", None), "uid", None) == uid for host, _ in stub._runs.values())
+            if any(
+                getattr(getattr(host, "st", None), "uid", None) == uid
+                for host, _ in stub._runs.values()
+            )
         ]
 
     async def evict(self, id: str) -> bool:
@@ -345,9 +348,12 @@ class WorkerStub:
         if answer[0] != "run":
             iso.conn.answer(n, list(answer))
             return True
-        iso.attempt_started(f"{msg['run']}:{args[0]}")
+        token = msg["run"]
+        iso.attempt_started(f"{token}:{args[0]}")
 
         def durable(error: BaseException | None) -> None:
+            if token not in self._runs:
+                return  # the pass ended meanwhile (as an awaited do_begin is cancelled)
             if error is None:
                 host.started(args[0])
             alone = self.loader.spin_hint(iso, host.engine)
