@@ -164,3 +164,17 @@ async def test_reload_dispatcher_change_serves_next_request(project: Project) ->
     assert result.dispatcher_error and "entry.py" in result.dispatcher_error
     r = await project.fetch(Request("http://x/nobody/start", method="POST", body="{}"))
     assert r.body == b"no such tenant (v2)"  # the last good dispatcher keeps serving
+
+
+async def test_reload_of_one_tenant_leaves_the_others_loaded_as_they_are(project: Project) -> None:
+    await start(project, "a")
+    globex = wrap_workflow_binding({"tenantId": "globex"}, env=project.env)
+    await globex.create({"id": "g", "params": {"name": "gus"}})
+    await project.engine.wait_until_idle(timeout=30)
+    loader = project.loaders["LOADER"]
+    before = loader._workers["globex"]._isolate
+    assert sorted(loader.loaded()) == ["acme", "globex"] and before is not None
+    edit(acme(project), "hello.upper()", "hello.title()")
+    result = await reload_now(project, (str(acme(project)),))
+    assert result.workers == {"acme": None}  # globex's code did not change: not reloaded
+    assert loader._workers["globex"]._isolate is before

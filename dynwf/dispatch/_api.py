@@ -33,6 +33,14 @@ class TenantWorkflowBinding:
     def metadata(self) -> Any:
         return self._metadata
 
+    def __eq__(self, other: object) -> bool:  # the same tenant's view of the same workflow
+        if not isinstance(other, TenantWorkflowBinding):
+            return NotImplemented
+        return self._inner == other._inner
+
+    def __hash__(self) -> int:
+        return hash(self._inner)
+
     async def create(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Instance:
         opts = {**(options or {}), **kwargs}
         return await self._inner.create(_enveloped(opts, self._metadata))

@@ -24,6 +24,20 @@ class WorkflowBinding:
     def __repr__(self) -> str:
         return f"<WorkflowBinding {self.workflow!r} scope={self.scope!r}>"
 
+    # Equal bindings reach the same instances: a dispatcher that builds a tenant's env
+    # afresh on every get_code() call hands over the same code, so nothing reloads.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WorkflowBinding):
+            return NotImplemented
+        return (self._engine, self.workflow, self.scope) == (
+            other._engine,
+            other.workflow,
+            other.scope,
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self._engine), self.workflow, self.scope))
+
     @property
     def engine(self) -> Engine:
         return self._engine
