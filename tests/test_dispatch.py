@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -295,3 +299,40 @@ async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream
     assert (await noisy.status())["output"] == {"attempt": 1}
     err = capfd.readouterr().err
     assert "raw to fd 1" in err and "printed" in err
+
+
+async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="nobody spins on a single core")
+async def test_dispatch_spinning_waits_for_an_idle_core(make_project: Any) -> None:
+    p = await make_project()
+    await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
+    await p.engine.wait_until_idle(timeout=30)
+    pool = p.loaders["LOADER"]._pool
+    await _until(lambda: pool.idle_core)  # the spare has booted; nothing else runs
+    boot = asyncio.create_task(pool._boot())
+    await asyncio.sleep(0)
+    assert not pool.idle_core  # an interpreter start wants the core
+    proc, sock, bell = await boot
+    proc.kill()
+    await proc.wait()
+    sock.close()
+    if bell is not None:
+        bell.close()
+    await _until(lambda: pool.idle_core)
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        await _until(lambda: not pool.idle_core)  # the watchdog saw the crowd
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    await _until(lambda: pool.idle_core)

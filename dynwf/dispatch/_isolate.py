@@ -35,6 +35,15 @@ class IsolateLimits:
     cpu_ms: int = 30_000
 
 
+def _runnable() -> int:
+    """How many threads on this machine are running or ready to run now (0 if unknown)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _cpu_ms(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -182,13 +191,16 @@ class IsolatePool:
         self._watch: asyncio.Task[None] | None = None
         self._on_evict = on_evict
         self._closed = False
+        self._booting = 0  # isolate processes starting now
+        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self._crowded = False  # at the last watchdog tick, more runnable threads than cores
 
     def warm(self, delay: float = 0.0) -> None:
         """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it."""
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, self.warm)
         elif self._spare is None and not self._closed:
-            self._spare = asyncio.create_task(spawn(self.limits))
+            self._spare = asyncio.create_task(self._boot())
 
     async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
         # Claim the spare before awaiting it, so concurrent loads never share a process.
@@ -196,15 +208,34 @@ class IsolatePool:
         # loader calls it): booting an interpreter now would compete for the CPU with
         # the tenant's import and its first step.
         spare, self._spare = self._spare, None
-        iso = await Isolate.connect(await (spare or spawn(self.limits)), handler, fast)
+        iso = await Isolate.connect(await (spare or self._boot()), handler, fast)
         self._live.add(iso)
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watchdog())
         return iso
 
+    async def _boot(self) -> Booted:
+        self._booting += 1
+        try:
+            return await spawn(self.limits)
+        finally:
+            self._booting -= 1
+
+    @property
+    def idle_core(self) -> bool:
+        """Whether a core is free for a lone pass's isolate to spin on.
+
+        Not while an isolate process boots (an interpreter start wants a core for
+        tens of ms), nor when more threads were runnable than there are cores at the
+        last watchdog tick (another program wants the CPU), nor on a single core.
+        """
+        return self._cores > 1 and not self._booting and not self._crowded
+
     async def _watchdog(self) -> None:
         while self._live:
             await asyncio.sleep(0.05)
+            # The engine and a spinning isolate are two of the runnable threads.
+            self._crowded = _runnable() > self._cores
             now = time.monotonic()
             for iso in list(self._live):
                 if not iso.alive:

@@ -167,12 +167,13 @@ class WorkerLoader:
     def spin_hint(self, iso: Isolate, engine: Any) -> bool:
         """Whether the engine and ``iso`` should spin for each other's messages now.
 
-        Yes while the engine runs a single pass: each isolated step is then a round
-        trip whose latency is the whole cost, and waking a sleeping process costs more
-        than the wait. With more passes the engine has other work and the cores have
-        other uses. The answer is also written to the isolate's doorbell.
+        Yes while the engine runs a single pass and a core is idle for it: each
+        isolated step is then a round trip whose latency is the whole cost, and waking
+        a sleeping process costs more than the wait. With more passes the engine has
+        other work; with no idle core a spinner takes CPU from someone who needs it.
+        The answer is also written to the isolate's doorbell.
         """
-        alone = self.spin and getattr(engine, "passes_running", 0) == 1
+        alone = self.spin and getattr(engine, "passes_running", 0) == 1 and self._pool.idle_core
         if iso.conn.doorbell is not None:
             iso.conn.doorbell.hint = alone
         return alone
