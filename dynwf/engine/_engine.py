@@ -172,8 +172,8 @@ class Engine:
         self._timer_changed = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
         self._pending: list[Row] = []
-        self._flush_fut: asyncio.Future[None] | None = None
-        self._on_commit: list[Callable[[BaseException | None], None]] = []  # when_durable
+        # Called with None (or the error) once the next commit is made: ``when_durable``.
+        self._on_commit: list[Callable[[BaseException | None], None]] = []
         # The scheduled flush: at once (call_soon) or, for a step's result, a moment
         # later, so the next step's attempt fact shares its commit (see ``record``).
         self._flush_handle: asyncio.Handle | None = None
@@ -247,14 +247,13 @@ class Engine:
         for handle in self._delayed:
             handle.cancel()
         self._pending.clear()
-        self._on_commit.clear()
         self._after_pass.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self._flush_fut is not None and not self._flush_fut.done():
-            self._flush_fut.set_result(None)
-        self._flush_fut = None
+        waiting, self._on_commit = self._on_commit, []
+        for callback in waiting:  # as a dead process's callers would: nobody waits on
+            callback(None)
         self._instances.clear()
         self._index.clear()
         self._slots = _Slots()
@@ -389,8 +388,7 @@ class Engine:
         st.apply(seq, ts, kind, step, data)
         self._pending.append((st.uid, seq, ts, kind, step, encode(data)))
         loop = asyncio.get_running_loop()
-        if self._flush_fut is None:
-            self._flush_fut = loop.create_future()
+        if self._flush_handle is None:  # no commit scheduled yet
             if lazy:
                 self._flush_handle = loop.call_later(LAZY_COMMIT_S, self._flush)
                 self._flush_lazy = True
@@ -410,8 +408,6 @@ class Engine:
             self._flush_handle.cancel()  # commit_now() ran it before its turn
             self._flush_handle = None
         self._flush_lazy = False
-        fut = self._flush_fut
-        self._flush_fut = None
         rows, self._pending = self._pending, []
         callbacks, self._on_commit = self._on_commit, []
         error: BaseException | None = None
@@ -423,11 +419,6 @@ class Engine:
             except BaseException as exc:
                 self.fatal = error = exc
                 log.error("journal commit failed, engine stopping: %s", exc)
-        if fut is not None and not fut.done():
-            if error is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(error)
         for callback in callbacks:
             try:
                 callback(error)
@@ -450,17 +441,27 @@ class Engine:
             self._flush()
 
     async def durable(self) -> None:
-        """Return once every fact recorded so far is committed."""
-        if self._flush_fut is not None:
-            if self._flush_lazy:
-                self._flush_soon()
-            await asyncio.shield(self._flush_fut)
+        """Return once every fact recorded so far is committed (raise if that fails)."""
+        if self._flush_handle is None:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def committed(error: BaseException | None) -> None:
+            if waiter.done():  # its task was cancelled meanwhile
+                return
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+        self.when_durable(committed)
+        await waiter
 
     def when_durable(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(None)`` once every fact recorded so far is committed (now, if it
         is), or ``callback(error)`` if that commit fails: ``durable()`` without a task,
         called in the commit's own loop turn."""
-        if self._flush_fut is None:
+        if self._flush_handle is None:
             callback(None)
             return
         if self._flush_lazy:
