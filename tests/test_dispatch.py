@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.dispatch._isolate import discard
 from dynwf.engine import ManualClock, TimeControl
 from dynwf.errors import InstanceNotFoundError
 from dynwf.project import Project
@@ -318,12 +319,7 @@ async def test_dispatch_spinning_waits_for_an_idle_core(make_project: Any) -> No
     boot = asyncio.create_task(pool._boot())
     await asyncio.sleep(0)
     assert not pool.idle_core  # an interpreter start wants the core
-    proc, sock, bell = await boot
-    proc.kill()
-    await proc.wait()
-    sock.close()
-    if bell is not None:
-        bell.close()
+    await discard(await boot)
     await _until(lambda: pool.idle_core)
     hogs = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"])

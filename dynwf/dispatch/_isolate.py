@@ -84,9 +84,7 @@ class Isolate:
         try:
             conn = await Connection.open(sock)
         except BaseException:
-            sock.close()
-            if bell is not None:
-                bell.close()
+            await discard(booted)
             raise
         conn.doorbell = bell
         return cls(proc, conn, handler, fast)
@@ -174,6 +172,17 @@ async def spawn(limits: IsolateLimits) -> Booted:
     return proc, ours, bell
 
 
+async def discard(booted: Booted) -> None:
+    """Stop a process from ``spawn`` that never served (a spare at shutdown, a failed connect)."""
+    proc, sock, bell = booted
+    sock.close()
+    if bell is not None:
+        bell.close()
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+
+
 class IsolatePool:
     """Starts isolates (keeping one warm spare), watches their CPU, evicts idle ones."""
 
@@ -256,13 +265,7 @@ class IsolatePool:
             await iso.close()
         self._live.clear()
         if self._spare is not None:
-            proc, sock, bell = await self._spare
-            sock.close()
-            if bell is not None:
-                bell.close()
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            await discard(await self._spare)
             self._spare = None
         if self._watch is not None:
             self._watch.cancel()
