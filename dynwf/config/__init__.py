@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dynwf.config._load import CONFIG_FILE_NAMES, find_config, load_config, validate_config
+from dynwf.config._load import (
+    CONFIG_FILE_NAMES,
+    check_portability,
+    find_config,
+    load_config,
+    validate_config,
+    validate_project,
+)
 from dynwf.config._model import (
     Diagnostic,
     InvalidConfigError,
@@ -12,20 +19,26 @@ from dynwf.config._model import (
     WorkerLoaderConfig,
     WorkflowConfig,
 )
+from dynwf.config._portability_rules import RULES as PORTABILITY_RULES
+from dynwf.config._portability_rules import Rule as PortabilityRule
 from dynwf.config._source import ConfigFileError, Location
 
 __all__ = [
     "CONFIG_FILE_NAMES",
+    "PORTABILITY_RULES",
     "ConfigFileError",
     "Diagnostic",
     "InvalidConfigError",
     "Location",
+    "PortabilityRule",
     "ProjectConfig",
     "Severity",
     "ValidationReport",
     "WorkerLoaderConfig",
     "WorkflowConfig",
+    "check_portability",
     "find_config",
     "load_config",
     "validate_config",
+    "validate_project",
 ]

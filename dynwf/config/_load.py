@@ -14,6 +14,7 @@ from dynwf.config._model import (
     WorkerLoaderConfig,
     WorkflowConfig,
 )
+from dynwf.config._portability import check_portability_root
 from dynwf.config._rules import Findings, check_wrangler_rules, parse_compatibility_date
 from dynwf.config._source import ConfigFileError, Node, is_js_integer, js_json
 from dynwf.config._toml import parse_toml
@@ -82,6 +83,23 @@ def validate_config(path_or_dir: str | Path) -> ValidationReport:
     ``ConfigError``) when the file is missing, unreadable or unparseable.
     """
     return _validate(path_or_dir)[0]
+
+
+def check_portability(path_or_dir: str | Path) -> ValidationReport:
+    """Portability findings only: what in the dispatcher and tenants would fail on Cloudflare.
+
+    Reads (never imports) ``main``, every other module in its folder and every module
+    under ``tenants/*/``. Raises ``ConfigFileError`` like ``validate_config``.
+    """
+    path = find_config(path_or_dir)
+    return check_portability_root(_read(path), path)
+
+
+def validate_project(path_or_dir: str | Path) -> ValidationReport:
+    """``validate_config`` plus ``check_portability``: everything ``dynwf validate`` reports."""
+    report, root = _validate(path_or_dir)
+    portability = check_portability_root(root, report.config_path)
+    return ValidationReport(report.config_path, report.diagnostics + portability.diagnostics)
 
 
 def load_config(path_or_dir: str | Path) -> ProjectConfig:

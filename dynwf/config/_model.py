@@ -20,7 +20,8 @@ class Diagnostic:
     """One finding: wrangler's message text where wrangler has one, and where it applies.
 
     ``code`` is stable: ``wrangler.*`` for rules wrangler itself enforces, ``dynwf.*``
-    for checks only dynwf can make. ``line``/``column`` are 1-based.
+    for checks only dynwf can make (``dynwf.portability.*`` for what would fail on
+    Cloudflare, with ``portable``: the form to write instead). ``line``/``column`` are 1-based.
     """
 
     severity: Severity
@@ -29,6 +30,7 @@ class Diagnostic:
     line: int
     column: int
     code: str
+    portable: str | None = None
 
     @property
     def where(self) -> str:
