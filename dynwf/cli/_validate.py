@@ -1,4 +1,4 @@
-"""``dynwf validate``: wrangler's config rules plus the checks that need the Python."""
+"""``dynwf validate``: wrangler's config rules, the checks that need the Python, and portability."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from dynwf.cli._app import app, stderr, stdout
-from dynwf.config import ConfigFileError, Diagnostic, ValidationReport, validate_config
+from dynwf.config import ConfigFileError, Diagnostic, ValidationReport, validate_project
 
 _HELP = (
     "Check wrangler.toml / wrangler.jsonc / wrangler.json the way wrangler does, plus what "
@@ -18,7 +18,11 @@ _HELP = (
     "wrangler's rules for workflows, worker_loaders and binding names, with wrangler's "
     "messages; then that compatibility_date is a real date, not in the future, that main "
     "imports (in a separate interpreter), that each workflow class_name is a "
-    "WorkflowEntrypoint defined in main, and that a Worker Loader the code uses is declared."
+    "WorkflowEntrypoint defined in main, and that a Worker Loader the code uses is declared.\n\n"
+    "Portability: reads (never runs) the dispatcher (main and its folder) and every tenant "
+    "(tenants/*/) for what fails on Cloudflare (errors, e.g. `import dynwf`, `event.payload`, "
+    "bare `@step.do`, `get_entrypoint`, a Worker Loader callback without create_proxy) or is "
+    "unverified there (warnings), each with file:line:col and the portable form to write."
 )
 
 _EXAMPLES = """\
@@ -34,10 +38,13 @@ With --json, stdout is one object:
 
   {"valid": bool, "config": str, "diagnostics": [
     {"severity": "error" | "warning", "message": str,
-     "file": str, "line": int, "column": int, "code": str}]}
+     "file": str, "line": int, "column": int, "code": str,
+     "portable": str | null}]}
 
 Lines and columns are 1-based. "code" is "wrangler.*" for wrangler's
-own rules, "dynwf.*" for checks only dynwf makes, and
+own rules, "dynwf.*" for checks only dynwf makes,
+"dynwf.portability.<rule>" for code that fails (error) or is unverified
+(warning) on Cloudflare, with "portable" the form to write instead, and
 "dynwf.config.unreadable" when the file cannot be read or parsed.
 
 Exit status: 0 valid (warnings allowed), 1 invalid,
@@ -65,7 +72,7 @@ def validate(
     """Validate the project's wrangler config (see _HELP)."""
     target = config if config is not None else Path.cwd()
     try:
-        report = validate_config(target)
+        report = validate_project(target)
     except ConfigFileError as exc:
         if as_json:
             _print_json(_unreadable(exc))
@@ -91,6 +98,7 @@ def _diagnostic_json(d: Diagnostic) -> dict[str, object]:
         "line": d.line,
         "column": d.column,
         "code": d.code,
+        "portable": d.portable,
     }
 
 
@@ -122,13 +130,28 @@ def _shown(file: str) -> str:
 
 
 def _print_section(title: str, style: str, diagnostics: tuple[Diagnostic, ...]) -> None:
-    stdout.print(f"[{style}]{escape(title)}[/] Processing wrangler configuration:")
-    for d in diagnostics:
-        # wrangler indents continuation lines of a message under its first line.
-        message = escape(d.message).replace("\n", "\n    ")
-        where = escape(f"{_shown(d.file)}:{d.line}:{d.column}")
-        stdout.print(f"  - [{style.split()[-1]}]{message}[/]\n    [dim]at {where}[/]")
-    stdout.print()
+    config = [d for d in diagnostics if d.portable is None]
+    portability = [d for d in diagnostics if d.portable is not None]
+    if config:
+        stdout.print(f"[{style}]{escape(title)}[/] Processing wrangler configuration:")
+        for d in config:
+            _print_one(d, style)
+        stdout.print()
+    if portability:
+        stdout.print(f"[{style}]{escape(title)}[/] Portability to Cloudflare:")
+        for d in portability:
+            _print_one(d, style)
+        stdout.print()
+
+
+def _print_one(d: Diagnostic, style: str) -> None:
+    # wrangler indents continuation lines of a message under its first line.
+    message = escape(d.message).replace("\n", "\n    ")
+    where = escape(f"{_shown(d.file)}:{d.line}:{d.column}")
+    rule = f" [dim]({escape(d.code.removeprefix('dynwf.portability.'))})[/]" if d.portable else ""
+    stdout.print(f"  - [{style.split()[-1]}]{message}[/]{rule}\n    [dim]at {where}[/]")
+    if d.portable is not None:
+        stdout.print(f"    use: {escape(d.portable)}")
 
 
 def _print_report(report: ValidationReport) -> None:

@@ -330,12 +330,7 @@ class _Visitor(ast.NodeVisitor):
         func, name = node.func, _called(node)
         if isinstance(func, ast.Attribute):
             self._method_call(node, func)
-        if name == "open" and (
-            isinstance(func, ast.Name)
-            or (isinstance(func.value, ast.Name) and func.value.id in {"io", *self.os_names})
-            if isinstance(func, ast.Attribute)
-            else False
-        ):
+        if name == "open" and self._is_open(func):
             self.hit("host-file", node)
         elif (
             name == "Response"
@@ -349,6 +344,16 @@ class _Visitor(ast.NodeVisitor):
         elif name == "dispatch_workflow" and node.args:
             self.hit("dispatch-workflow-args", node)
         self.generic_visit(node)
+
+    def _is_open(self, func: ast.expr) -> bool:
+        """``open(...)``, ``io.open(...)``, ``os.open(...)``."""
+        if isinstance(func, ast.Name):
+            return True
+        return (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in {"io", *self.os_names}
+        )
 
     def _method_call(self, node: ast.Call, func: ast.Attribute) -> None:
         method, owner = func.attr, func.value
@@ -456,10 +461,10 @@ def _dotted(node: ast.AST) -> str:
 
 def _above_file(node: ast.Attribute) -> bool:
     """``<...__file__...>.parent.parent``: a path above the folder of the module itself."""
-    parents, inner = 0, node
+    parents, inner = 0, node.value
     while isinstance(inner, ast.Attribute) and inner.attr == "parent":
         parents, inner = parents + 1, inner.value
-    return parents >= 2 and any(
+    return parents >= 1 and any(
         isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(inner)
     )
 
@@ -547,8 +552,7 @@ def main_module_hits(tree: ast.Module, class_names: tuple[str, ...]) -> list[Hit
                         exported = (statement, [v for v in listed if isinstance(v, str)])
     for node in ast.walk(tree):
         uses = (isinstance(node, ast.Name) and node.id == "wrap_workflow_binding") or (
-            isinstance(node, ast.ImportFrom)
-            and any(a.name == "wrap_workflow_binding" for a in node.names)
+            isinstance(node, ast.alias) and node.name == "wrap_workflow_binding"
         )
         if uses and (first_wrap is None or _position(node) < _position(first_wrap)):
             first_wrap = node
