@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dynwf.cli import (
+    _build,  # noqa: F401
     _dev,  # noqa: F401
     _init,  # noqa: F401
     _inspect,  # noqa: F401

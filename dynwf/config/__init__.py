@@ -7,6 +7,7 @@ from dynwf.config._load import (
     check_portability,
     find_config,
     load_config,
+    read_config,
     validate_config,
     validate_project,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "check_portability",
     "find_config",
     "load_config",
+    "read_config",
     "validate_config",
     "validate_project",
 ]

@@ -80,8 +80,10 @@ class _ClassUse:
     location: Location
 
 
-def check_dynwf_rules(root: Node, config_path: Path, findings: Findings) -> None:
-    """Dates, ``main`` importing, workflow classes, and undeclared Worker Loaders."""
+def check_dynwf_rules(
+    root: Node, config_path: Path, findings: Findings, *, import_main: bool = True
+) -> None:
+    """Dates, ``main`` importing (unless ``import_main`` is False), workflow classes, Loaders."""
     scopes = [("", root)]
     envs = root.get("env")
     if envs is not None and envs.is_object():
@@ -100,7 +102,7 @@ def check_dynwf_rules(root: Node, config_path: Path, findings: Findings) -> None
             main_paths[key] = _check_main(main, prefix, config_path, root, findings)
         if (main_path := main_paths[key]) is not None:
             uses.setdefault(main_path, []).extend(_class_uses(scope, prefix))
-    for main_path, class_uses in uses.items():
+    for main_path, class_uses in uses.items() if import_main else ():
         _probe_main(main_path, config_path, class_uses, findings)
     top_main = root.get("main")
     if top_main is not None and (top_path := _main_path(top_main, config_path)) is not None:

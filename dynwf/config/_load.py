@@ -67,12 +67,14 @@ def _read(path: Path) -> Node:
     return root
 
 
-def _validate(path_or_dir: str | Path) -> tuple[ValidationReport, Node]:
+def _validate(
+    path_or_dir: str | Path, *, import_main: bool = True
+) -> tuple[ValidationReport, Node]:
     path = find_config(path_or_dir)
     root = _read(path)
     findings = Findings()
     check_wrangler_rules(root, findings)
-    check_dynwf_rules(root, path, findings)
+    check_dynwf_rules(root, path, findings, import_main=import_main)
     return ValidationReport(path, tuple(findings.diagnostics)), root
 
 
@@ -85,6 +87,14 @@ def validate_config(path_or_dir: str | Path) -> ValidationReport:
     return _validate(path_or_dir)[0]
 
 
+def read_config(path_or_dir: str | Path) -> tuple[Path, dict[str, object]]:
+    """The config file's path and its plain parsed value, unvalidated (``ConfigFileError``)."""
+    path = find_config(path_or_dir)
+    value = _read(path).value
+    assert isinstance(value, dict)  # _read refuses a top level that is not an object
+    return path, value
+
+
 def check_portability(path_or_dir: str | Path) -> ValidationReport:
     """Portability findings only: what in the dispatcher and tenants would fail on Cloudflare.
 
@@ -95,9 +105,13 @@ def check_portability(path_or_dir: str | Path) -> ValidationReport:
     return check_portability_root(_read(path), path)
 
 
-def validate_project(path_or_dir: str | Path) -> ValidationReport:
-    """``validate_config`` plus ``check_portability``: everything ``dynwf validate`` reports."""
-    report, root = _validate(path_or_dir)
+def validate_project(path_or_dir: str | Path, *, import_main: bool = True) -> ValidationReport:
+    """``validate_config`` plus ``check_portability``: everything ``dynwf validate`` reports.
+
+    ``import_main=False`` skips importing ``main`` under dynwf (``dynwf build`` checks
+    the code for Cloudflare, where dynwf's own modules do not exist).
+    """
+    report, root = _validate(path_or_dir, import_main=import_main)
     portability = check_portability_root(root, report.config_path)
     return ValidationReport(report.config_path, report.diagnostics + portability.diagnostics)
 
