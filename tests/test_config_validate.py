@@ -612,14 +612,19 @@ def test_config_public_surface_is_pinned() -> None:
         "Diagnostic",
         "InvalidConfigError",
         "Location",
+        "PORTABILITY_RULES",
+        "PortabilityRule",
         "ProjectConfig",
         "Severity",
         "ValidationReport",
         "WorkerLoaderConfig",
         "WorkflowConfig",
+        "check_portability",
         "find_config",
         "load_config",
+        "read_config",
         "validate_config",
+        "validate_project",
     ]
 
 
@@ -693,6 +698,7 @@ def test_cli_validate_json_output_is_stable() -> None:
         "line": 4,
         "column": 25,
         "code": "wrangler.compatibility-date.format",
+        "portable": None,
     }
     assert [d["code"] for d in payload["diagnostics"]][1:] == [
         "wrangler.python-workers-flag",
@@ -725,3 +731,37 @@ def test_cli_validate_help_shows_examples() -> None:
     assert "Examples:" in done.stdout
     assert "dynwf validate --config wrangler.jsonc" in done.stdout
     assert "--json" in done.stdout
+
+
+def test_validate_config_kv_namespaces_follow_wrangler_4_86(tmp_path: Path) -> None:
+    """id is optional (wrangler can provision it); binding must be a string; extras warn."""
+    good = _toml_project(tmp_path / "good", '[[kv_namespaces]]\nbinding = "TENANT_CODE"\n')
+    assert validate_config(good).diagnostics == ()
+    bad = _toml_project(
+        tmp_path / "bad",
+        '[[kv_namespaces]]\nbinding = 5\nid = ""\nextra = 1\n',
+    )
+    whole = '{"binding":5,"id":"","extra":1}'
+    assert _rows(validate_config(bad)) == [
+        (
+            "error",
+            f'"kv_namespaces[0]" bindings should have a string "binding" field but got {whole}.',
+            "wrangler.toml",
+            6,
+            11,
+        ),
+        (
+            "error",
+            f'"kv_namespaces[0]" bindings should have a string "id" field but got {whole}.',
+            "wrangler.toml",
+            7,
+            6,
+        ),
+        (
+            "warning",
+            'Unexpected fields found in kv_namespaces[0] field: "extra"',
+            "wrangler.toml",
+            8,
+            1,
+        ),
+    ]

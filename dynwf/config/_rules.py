@@ -160,6 +160,8 @@ def _check_scope(scope: _Scope, findings: Findings) -> None:
             _check_unique_workflow_names(scope, findings)
         elif field == "worker_loaders":
             _check_binding_array(scope, "worker_loaders", _check_worker_loader, findings)
+        elif field == "kv_namespaces":
+            _check_binding_array(scope, "kv_namespaces", _check_kv_namespace, findings)
     _check_unique_binding_names(node, findings)
     _check_python_flag(scope, findings)
 
@@ -390,6 +392,50 @@ def _check_worker_loader(entry: Node, field: str, findings: Findings) -> None:
             entry.at("binding"),
         )
     _check_unexpected(entry, field, ("binding",), findings)
+
+
+def _check_kv_namespace(entry: Node, field: str, findings: Findings) -> None:
+    """wrangler 4.86's validateKVBinding: ``id`` is optional (wrangler can provision it)."""
+    if not entry.is_object():
+        findings.error(
+            "wrangler.kv_namespaces.not-object",
+            f'"kv_namespaces" bindings should be objects, but got {js_json(entry.value)}',
+            entry.location,
+        )
+        return
+    whole = js_json(entry.value)
+    binding = entry.get("binding")
+    if binding is None or not isinstance(binding.value, str):
+        findings.error(
+            "wrangler.kv_namespaces.binding",
+            f'"{field}" bindings should have a string "binding" field but got {whole}.',
+            entry.at("binding"),
+        )
+    namespace_id = entry.get("id")
+    if namespace_id is not None and not (
+        isinstance(namespace_id.value, str) and namespace_id.value
+    ):
+        findings.error(
+            "wrangler.kv_namespaces.id",
+            f'"{field}" bindings should have a string "id" field but got {whole}.',
+            namespace_id.location,
+        )
+    preview = entry.get("preview_id")
+    if preview is not None and not isinstance(preview.value, str):
+        findings.error(
+            "wrangler.kv_namespaces.preview_id",
+            f'"{field}" bindings should, optionally, have a string "preview_id" field but got '
+            f"{whole}.",
+            preview.location,
+        )
+    remote = entry.get("remote")
+    if remote is not None and not isinstance(remote.value, bool):
+        findings.error(
+            "wrangler.kv_namespaces.remote",
+            f'"{field}" should, optionally, have a boolean "remote" field but got {whole}.',
+            remote.location,
+        )
+    _check_unexpected(entry, field, ("binding", "id", "preview_id", "remote"), findings)
 
 
 def binding_names(node: Node, kind: str) -> list[tuple[str, Location]]:
