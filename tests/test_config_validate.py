@@ -608,11 +608,11 @@ def test_find_config_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_config_public_surface_is_pinned() -> None:
     assert dynwf.config.__all__ == [
         "CONFIG_FILE_NAMES",
+        "PORTABILITY_RULES",
         "ConfigFileError",
         "Diagnostic",
         "InvalidConfigError",
         "Location",
-        "PORTABILITY_RULES",
         "PortabilityRule",
         "ProjectConfig",
         "Severity",

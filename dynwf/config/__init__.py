@@ -26,11 +26,11 @@ from dynwf.config._source import ConfigFileError, Location
 
 __all__ = [
     "CONFIG_FILE_NAMES",
+    "PORTABILITY_RULES",
     "ConfigFileError",
     "Diagnostic",
     "InvalidConfigError",
     "Location",
-    "PORTABILITY_RULES",
     "PortabilityRule",
     "ProjectConfig",
     "Severity",
