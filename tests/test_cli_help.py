@@ -11,6 +11,7 @@ import pytest
 COMMANDS = [
     ["init"],
     ["validate"],
+    ["build"],
     ["dev"],
     ["run"],
     ["inspect"],
@@ -44,5 +45,5 @@ def test_no_command_shows_every_command() -> None:
         [sys.executable, "-m", "dynwf"], capture_output=True, text=True, timeout=60
     )
     out = done.stdout + done.stderr
-    for name in ("init", "validate", "dev", "run", "inspect", "instances"):
+    for name in ("init", "validate", "build", "dev", "run", "inspect", "instances"):
         assert name in out
