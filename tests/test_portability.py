@@ -104,6 +104,14 @@ CASES: list[tuple[str, str, str, str]] = [
         "        return await charge()\n",
     ),
     (
+        "step-do-bare",
+        "tenant",
+        "async def helper(step):\n    @step.do  # <-\n    async def ping():\n        return 1\n\n"
+        "    return await ping()\n",
+        "async def helper(step):\n    @step.do()\n    async def ping():\n        return 1\n\n"
+        "    return await ping()\n",
+    ),
+    (
         "step-config-key",
         "run",
         '        @step.do("charge", config={"retries": {"limit": 3,\n'

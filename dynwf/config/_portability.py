@@ -98,7 +98,8 @@ class _Visitor(ast.NodeVisitor):
         return isinstance(node, ast.Name) and node.id in self._names("event")
 
     def _is_step(self, node: ast.AST) -> bool:
-        return isinstance(node, ast.Name) and node.id in self._names("step")
+        # run()'s third parameter, and any `step` (helpers that take the step along).
+        return isinstance(node, ast.Name) and (node.id == "step" or node.id in self._names("step"))
 
     def _is_timestamp(self, node: ast.AST) -> bool:
         if isinstance(node, ast.Name):
