@@ -12,6 +12,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from dynwf.config._model import Diagnostic, ValidationReport
 from dynwf.config._portability_rules import (
@@ -30,7 +31,8 @@ from dynwf.config._portability_rules import (
 )
 from dynwf.config._source import Node
 
-Role = str  # "dispatcher" or "tenant"
+# Which side a module is on: the dispatcher (main and its folder) or a tenant.
+Role = Literal["dispatcher", "tenant"]
 _SKIPPED_FOLDERS = frozenset(
     {"python_modules", "node_modules", "__pycache__", "tests", "tenants", ".venv", "venv"}
 )
