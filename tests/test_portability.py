@@ -124,6 +124,16 @@ CASES: list[tuple[str, str, str, str]] = [
         "        async def charge():\n            return 1\n\n        return await charge()\n",
     ),
     (
+        "step-error-class",
+        "run",
+        "        @step.do()\n        async def charge():\n            return 1\n\n"
+        "        try:\n            return await charge()\n"
+        "        except KeyError:  # <-\n            return None\n",
+        "        @step.do()\n        async def charge():\n            return 1\n\n"
+        "        try:\n            return await charge()\n"
+        "        except (ValueError, TypeError):\n            return None\n",
+    ),
+    (
         "run-sync",
         "tenant",
         "from workers import WorkflowEntrypoint\n\n\nclass Flow(WorkflowEntrypoint):\n"
@@ -336,7 +346,11 @@ def test_portability_rule_flags_its_line_and_passes_the_portable_form(
 
 
 def test_portability_every_rule_has_a_case() -> None:
-    tested = {rule for rule, *_ in CASES} | {"shared-instance-id", "wait-for-event-result"}
+    tested = {rule for rule, *_ in CASES} | {
+        "shared-instance-id",
+        "wait-for-event-result",
+        "wait-for-event-args",
+    }
     assert tested == set(PORTABILITY_RULES)
 
 
@@ -366,6 +380,16 @@ def test_portability_instance_id_reused_by_two_tenants_is_a_warning(tmp_path: Pa
         'async def go(binding):\n    await binding.create(id="u-nightly")\n', encoding="utf-8"
     )
     assert check_portability(root).diagnostics == ()
+
+
+def test_portability_wait_for_event_by_keyword_is_an_error(tmp_path: Path) -> None:
+    body = '        got = await step.wait_for_event(name="approval", event_type="approved")\n        return got\n'
+    root, _ = _project(tmp_path, "run", body)
+    found = check_portability(root).diagnostics
+    assert [(d.code, d.severity, d.line) for d in found] == [
+        ("dynwf.portability.wait-for-event-args", "error", 6),
+        ("dynwf.portability.wait-for-event-result", "warning", 6),
+    ]
 
 
 def test_portability_wait_for_event_is_an_unverified_warning(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from dynwf.config._portability_rules import (
     RETRIES_KEYS,
     RULES,
     STEP_CONFIG_KEYS,
+    STEP_ERROR_CLASSES,
     Rule,
 )
 from dynwf.config._source import Node
@@ -61,6 +62,7 @@ class _Scope:
     timestamps: set[str] = field(default_factory=set)
     aware: set[str] = field(default_factory=set)
     handles: set[str] = field(default_factory=set)
+    steps: set[str] = field(default_factory=set)
 
 
 class _Visitor(ast.NodeVisitor):
@@ -170,6 +172,13 @@ class _Visitor(ast.NodeVisitor):
                 and self._is_step(decorator.value)
             ):
                 self.hit("step-do-bare", decorator)
+            elif (
+                isinstance(decorator, ast.Call)
+                and isinstance(decorator.func, ast.Attribute)
+                and decorator.func.attr == "do"
+                and self._is_step(decorator.func.value)
+            ):
+                self.scopes[-1].steps.add(node.name)
             self.visit(decorator)
         for default in [*node.args.defaults, *node.args.kw_defaults]:
             if default is not None:
@@ -279,6 +288,40 @@ class _Visitor(ast.NodeVisitor):
             h.rule == "outside-upload" and (h.line, h.column) == (line, column) for h in self.hits
         )
 
+    def visit_Try(self, node: ast.Try) -> None:
+        self._step_handlers(node)
+        self.generic_visit(node)
+
+    def visit_TryStar(self, node: ast.TryStar) -> None:
+        self._step_handlers(node)
+        self.generic_visit(node)
+
+    def _step_handlers(self, node: ast.Try | ast.TryStar) -> None:
+        """``except KeyError`` around an awaited step: never matches on Cloudflare."""
+        steps = self._names("steps")
+        awaits_step = any(
+            isinstance(inner, ast.Await)
+            and isinstance(inner.value, ast.Call)
+            and (
+                (isinstance(inner.value.func, ast.Name) and inner.value.func.id in steps)
+                or (
+                    isinstance(inner.value.func, ast.Attribute)
+                    and self._is_step(inner.value.func.value)
+                )
+            )
+            for statement in node.body
+            for inner in ast.walk(statement)
+        )
+        if not awaits_step:
+            return
+        for handler in node.handlers:
+            caught = handler.type
+            kinds = caught.elts if isinstance(caught, ast.Tuple) else [caught] if caught else []
+            names = [_dotted(k).rsplit(".", 1)[-1] for k in kinds]
+            if any(name not in STEP_ERROR_CLASSES for name in names):
+                assert caught is not None
+                self.hit("step-error-class", handler, f"except {self.segment(caught)}")
+
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if self._is_event(node.value) and _constant(node.slice) in _EVENT_KEYS_MISSING:
             self.hit("event-key", node)
@@ -369,6 +412,8 @@ class _Visitor(ast.NodeVisitor):
             self._step_config(node)
         elif method == "wait_for_event" and self._is_step(owner):
             self.hit("wait-for-event-result", node)
+            if any(k.arg in {"name", "event_type", "type"} for k in node.keywords):
+                self.hit("wait-for-event-args", node)
         elif method == "fetch" and isinstance(owner, ast.Call) and node.args:
             if _called(owner) in {"getEntrypoint", "get_entrypoint"} and isinstance(
                 node.args[0], ast.Name

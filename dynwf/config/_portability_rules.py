@@ -47,6 +47,12 @@ FROZEN_WORKERS_SUBMODULES = frozenset({"workflows"})
 STEP_CONFIG_KEYS = frozenset({"retries", "timeout", "sensitive"})
 RETRIES_KEYS = frozenset({"limit", "delay", "backoff"})
 
+# What a step's error can be caught as in run() on Cloudflare (workers' _from_js_error
+# rebuilds only these; anything else arrives as a generic JS exception).
+STEP_ERROR_CLASSES = frozenset(
+    {"Exception", "BaseException", "NonRetryableError", "TypeError", "ValueError"}
+)
+
 # dict methods: `event.get("payload")` is a plain dict's method, portable as it is.
 DICT_METHODS = frozenset(
     {"get", "keys", "items", "values", "copy", "__contains__", "__getitem__", "__len__"}
@@ -136,6 +142,23 @@ _RULES = (
         "step config key {detail} is not one Cloudflare's step.do knows",
         '`config={"retries": {"limit": 3, "delay": "2 seconds", "backoff": "exponential"}, '
         '"timeout": "30 seconds", "sensitive": "output"}`',
+    ),
+    Rule(
+        "step-error-class",
+        "error",
+        "tenant",
+        "`{detail}` around a step: on Cloudflare a step's error reaches run() rebuilt only as "
+        "NonRetryableError, TypeError or ValueError; any other class arrives as a generic JS "
+        "exception, so this clause never matches there",
+        "`except Exception as exc:` (and look at `str(exc)`), `except NonRetryableError`, "
+        "`except TypeError`, `except ValueError`",
+    ),
+    Rule(
+        "wait-for-event-args",
+        "error",
+        "tenant",
+        "`{detail}`: wait_for_event's name and type are positional-only on Cloudflare",
+        '`await step.wait_for_event("approval", "approved", timeout="1 day")`',
     ),
     Rule(
         "run-sync",
