@@ -67,7 +67,7 @@ def test_build_writes_the_tree_pywrangler_uploads_and_the_kv_file(project: Path)
     assert report.deployable
     commands = [t.command for t in report.todo]
     assert commands == [
-        f"cd {out} && npx wrangler kv bulk put {KV_FILE} --binding TENANT_CODE --remote",
+        f"cd dist && npx wrangler kv bulk put {KV_FILE} --binding TENANT_CODE --remote",
         "cd dist && uv run pywrangler deploy",
     ]
 
