@@ -4,7 +4,8 @@ A change to the dispatcher re-imports ``main`` (the next request and the next pa
 it); a change to a tenant reloads every loaded worker whose code changed. Running
 passes end at their next step boundary and replay in the new code, as on Cloudflare.
 A syntax or import error keeps the last good version answering requests, reports the
-file and line, and parks affected instances (waiting, not errored) until a save fixes it.
+file and line, and parks affected instances (waiting, not errored) until a save fixes it;
+so does a tenant whose code cannot be found at all (its folder moved away).
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ async def reload_now(project: Project, files: tuple[str, ...] = ()) -> ReloadRes
     workers: dict[str, str | None] = {}
     for loader in project.loaders.values():
         workers.update(await loader.reload())
-    unparked = (
-        project.engine.unpark() if dispatcher_error is None and not any(workers.values()) else 0
-    )
+    # Every parked instance tries again (code may load now that files came back, even
+    # if another tenant's did not); one whose code still fails parks again at once.
+    unparked = project.engine.unpark() if dispatcher_error is None else 0
     return ReloadResult(files, dispatcher_error, workers, unparked, time.perf_counter() - t0)
 
 
