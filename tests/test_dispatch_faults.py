@@ -22,7 +22,7 @@ import pytest
 from dynwf.dispatch import TenantWorkflowBinding, wrap_workflow_binding
 from dynwf.dispatch._isolate import ROOT_PREFIX, sweep_stale
 from dynwf.engine import ManualClock, instance_detail
-from dynwf.project import Project, reload_now
+from dynwf.project import Project, ReloadResult, reload_now, watch
 from dynwf.workers import Request
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project_two_tenants"
@@ -134,6 +134,31 @@ async def test_tenant_folder_moved_away_parks_its_instances_then_they_complete(
     status = await inst.status()
     assert status["status"] == "complete" and status["output"] == {"got": 42}
     assert instance_detail(p.engine.lookup(WF, scope("waiter"), "w1"))["parked"] is None
+
+
+async def test_watcher_sees_a_tenant_folder_moved_away_and_back(
+    make_project: Any, project_dir: Path, tmp_path: Path
+) -> None:
+    p = await make_project()
+    inst = await waiting_instance(p, "w3")
+    results: list[ReloadResult] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch(p, results.append, stop=stop))
+    try:
+        await asyncio.sleep(0.3)  # the watcher is armed
+        folder, away = project_dir / "tenants" / "waiter", tmp_path / "moved-away"
+        folder.rename(away)  # one event for the folder, none for its files
+        await until(lambda: any(r.workers.get("waiter") for r in results), "the move away")
+        await inst.send_event({"type": "go", "payload": "back"})
+        await p.engine.wait_until_idle(timeout=60)
+        assert (await inst.status())["status"] == "waiting"
+        away.rename(folder)
+        await until(lambda: results[-1].workers.get("waiter", 1) is None, "the move back")
+    finally:
+        stop.set()
+        await task
+    await p.engine.wait_until_idle(timeout=60)
+    assert (await inst.status())["output"] == {"got": "back"}
 
 
 async def test_tenant_missing_at_start_parks_and_runs_when_its_folder_comes_back(

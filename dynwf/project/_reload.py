@@ -43,7 +43,13 @@ class ReloadResult:
 
 def _watched(change: watchfiles.Change, path: str) -> bool:
     p = Path(path)
-    return p.suffix == ".py" and "__pycache__" not in p.parts and ".dynwf" not in p.parts
+    if "__pycache__" in p.parts or ".dynwf" in p.parts:
+        return False
+    if p.suffix == ".py":
+        return True
+    # A folder moved in or out (a tenant's folder moved away and back) is one event for
+    # the folder, none for the files in it. A deleted path can no longer say what it was.
+    return p.suffix == "" and (change == watchfiles.Change.deleted or p.is_dir())
 
 
 async def reload_now(project: Project, files: tuple[str, ...] = ()) -> ReloadResult:
