@@ -282,6 +282,11 @@ HOSTILE_MESSAGES = {
         '"args": ["do:other#1", 1, True, "forged", None, True]}',
         True,
     ),
+    # the answer to the engine's run request, with an error that is not {name, message}
+    "malformed-run-error": (
+        '{"re": next(iter(conn._tasks)), "ok": False, "error": {"name": ["x"], "message": 1}}',
+        True,
+    ),
     "unknown-op": ('{"op": "shell", "args": []}', False),
     "unknown-binding": (
         '{"op": "binding", "binding": "NOPE", "kind": "binding", "method": "create", "args": [{}]}',
@@ -318,7 +323,10 @@ async def test_isolate_sending_outside_the_protocol_is_ended(
     assert [a.ok for a in attempts] == [False, True]
     assert attempts[0].error is not None and attempts[0].error["name"] == "WorkflowInternalError"
     killed = [r.getMessage() for r in caplog.records if "killed" in r.getMessage()]
-    assert any("'hostile'" in m and ("protocol" in m or "not running" in m) for m in killed)
+    assert any(
+        "'hostile'" in m and ("protocol" in m or "not running" in m or "malformed" in m)
+        for m in killed
+    )
     await neighbour.send_event({"type": "go", "payload": "ok"})
     await p.engine.wait_until_idle(timeout=60)
     assert (await neighbour.status())["output"] == {"got": "ok"}

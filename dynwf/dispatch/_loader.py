@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from dynwf.dispatch._api import TenantWorkflowBinding
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
-from dynwf.dispatch._protocol import HOST_CALLS
+from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
 from dynwf.engine import Step, WorkflowBinding
 from dynwf.engine._pass import PassInterrupted, PassParked
@@ -483,6 +483,9 @@ class EntrypointStub:
         except RemoteError as exc:
             from dynwf.engine._step import error_from_dict
 
+            if not is_error(exc.error):
+                iso.kill(f"worker {w.id!r} ended a run with a malformed error")
+                raise PassInterrupted(f"worker {w.id!r} sent a malformed error") from None
             raise error_from_dict(exc.error) from None
         except asyncio.CancelledError:
             if iso.alive:

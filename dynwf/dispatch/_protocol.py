@@ -44,8 +44,8 @@ def _opt(check: Check) -> Check:
     return lambda v: v is None or check(v)
 
 
-def _error(v: Any) -> bool:
-    """A step error as data: ``{"name": str, "message": str}``."""
+def is_error(v: Any) -> bool:
+    """An error as data (a step's, or a run's answer): ``{"name": str, "message": str}``."""
     return (
         isinstance(v, dict)
         and isinstance(v.get("name", ""), str)
@@ -59,7 +59,7 @@ HOST_CALLS: Mapping[str, tuple[Check, ...]] = {
     # key, name, count, config (any value: the engine checks a config, as for inline code)
     "do_begin": (_str, _str, _int, _any),
     # key, attempt, ok, value, error, retryable
-    "do_end": (_str, _int, _bool, _any, _opt(_error), _bool),
+    "do_end": (_str, _int, _bool, _any, _opt(is_error), _bool),
     # key, name, count, ms, until
     "sleep": (_str, _str, _int, _int, _opt(_int)),
     # key, name, count, event type, timeout ms
