@@ -198,8 +198,13 @@ async def spawn(limits: IsolateLimits) -> Booted:
             os.close(bell_fd)
     reaper = asyncio.get_running_loop().create_task(_remove_on_exit(proc, root))
     _reapers[proc.pid] = reaper
-    reaper.add_done_callback(lambda _t: _reapers.pop(proc.pid, None))
+    reaper.add_done_callback(lambda task: _forget_reaper(proc.pid, task))
     return proc, ours, bell
+
+
+def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
+    if _reapers.get(pid) is task:  # not a later process's that was given the same PID
+        del _reapers[pid]
 
 
 async def _remove_on_exit(proc: asyncio.subprocess.Process, root: str) -> None:
