@@ -132,7 +132,7 @@ With --json and an ID, the explorer API's instance detail plus dynwf's keys:
      "attempts": [{"start", "end", "success", "error"}],
      "finished"?: bool, "error"?: {...} | null,
      "executions": int, "replays": int}],
-   "step_count": int, "warnings": [str]}
+   "step_count": int, "warnings": [str], "parked": str | null}
 
 "success", "output", "config" and "attempts" are on "step" steps;
 "finished" and "error" on sleeps and waits. Times are ISO 8601 UTC.
@@ -272,6 +272,9 @@ def _print_detail(client: StateClient, d: InstanceDetail) -> None:
     for w in d.get("warnings") or []:
         message = w.get("message") if isinstance(w, dict) else w
         head.add_row("Warning", f"[yellow]{escape(str(message))}[/]")
+    if d.get("parked"):
+        why = escape(str(d["parked"]))
+        head.add_row("Parked", f"[yellow]{why}[/] [dim](runs again when its code loads)[/]")
     stdout.print(head)
     steps = d.get("steps") or []
     if not steps:

@@ -16,7 +16,8 @@ print exactly these):
         {"id": str, "workflow": str, "tenant": str,
          "status": str, "params": any, "queued": str | null, "start": str | null,
          "end": str | null, "output": any, "error": {"message", "name"} | null,
-         "steps": [step, ...], "step_count": int, "warnings": [str]}
+         "steps": [step, ...], "step_count": int, "warnings": [str],
+         "parked": str | null}       # why a waiting instance's code does not load
       step of type "step":
          {"name": "<name>-<count>", "start", "end", "success": bool | null,
           "type": "step", "output"? (only when success), "config",

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from dynwf.dispatch._envelope import scope_of, unwrap, wrap
 from dynwf.engine import EventDict, Instance, WorkflowBinding
+from dynwf.engine._pass import PassParked
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import WorkflowEntrypoint
 
@@ -88,9 +90,16 @@ async def dispatch_workflow(
 ) -> Any:
     """One run pass of a dynamic workflow: unwrap, load the tenant's runner, run it."""
     metadata, params = unwrap(event["payload"])
-    runner = load_runner({"metadata": metadata, "env": entrypoint.env, "ctx": entrypoint.ctx})
-    if inspect.isawaitable(runner):
-        runner = await runner
+    try:
+        runner = load_runner({"metadata": metadata, "env": entrypoint.env, "ctx": entrypoint.ctx})
+        if inspect.isawaitable(runner):
+            runner = await runner
+    except Exception as exc:
+        # The tenant's code cannot be found now (a moved folder, a store that is down):
+        # the instance waits, as for code that does not compile, and runs when it loads.
+        raise PassParked(
+            f"load_runner() failed for tenant {json.dumps(metadata, default=str)}: {type(exc).__name__}: {exc}"
+        ) from None
     inner = EventDict(
         payload=params,
         timestamp=event["timestamp"],

@@ -12,19 +12,27 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from dynwf.dispatch import _protocol
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
 _TICKS = os.sysconf("SC_CLK_TCK")
+# Each isolate writes its tenant's modules to a folder named for the engine's PID, which
+# the engine removes when the isolate exits; ``sweep_stale`` removes those of dead engines.
+ROOT_PREFIX = "dynwf-isolate-"
+_reapers: dict[int, asyncio.Task[None]] = {}  # pid -> removes its folder when it exits
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +75,17 @@ class Isolate:
         self.pid = proc.pid
         self.handler = handler  # set per load: answers host/binding calls
         self.conn = conn
-        conn.handler, conn.fast = self._dispatch, fast
+        self._fast = fast
+        conn.handler, conn.fast = self._dispatch, self._checked
+        # Set by the loader at load: whose code runs here, and its binding names.
+        self.worker: str | None = None
+        self.bindings: Collection[str] = ()
         # In-flight attempt -> the process's CPU ms when it started, read by the watchdog
         # at its next tick (None until then), never on the step's own path.
         self.attempts: dict[str, int | None] = {}
         self.last_used = time.monotonic()
         self.killed_for: str | None = None
+        self.over_cpu_limit = False  # killed by the watchdog for CPU (limits.cpu_ms)
         self.busy = 0  # runs and fetches in flight
 
     @classmethod
@@ -88,6 +101,17 @@ class Isolate:
             raise
         conn.doorbell = bell
         return cls(proc, conn, handler, fast)
+
+    def _checked(self, msg: dict[str, Any]) -> bool:
+        """Every request from the process passes here first: a message outside the
+        protocol (``_protocol.check``) ends the isolate, unread by the engine."""
+        if self.killed_for is not None:
+            return True  # what a killed process sent after its fatal message is dropped
+        why = _protocol.check(msg, self.bindings)
+        if why is not None:
+            self.kill(f"worker {self.worker!r} sent a message outside the protocol: {why}")
+            return True
+        return self._fast is not None and self._fast(msg)
 
     async def _dispatch(self, msg: dict[str, Any]) -> Any:
         return await self.handler(msg)
@@ -140,11 +164,13 @@ async def spawn(limits: IsolateLimits) -> Booted:
     ours, theirs = socket.socketpair()
     made = Doorbell.create()
     bell, bell_fd = made if made is not None else (None, None)
+    root = tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-")
     env = {
         **os.environ,
         "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb),
         "DYNWF_ISOLATE_PARENT": str(os.getpid()),
         "DYNWF_ISOLATE_FD": str(theirs.fileno()),
+        "DYNWF_ISOLATE_ROOT": root,
     }
     if bell_fd is not None:
         env["DYNWF_ISOLATE_DOORBELL"] = str(bell_fd)
@@ -164,12 +190,61 @@ async def spawn(limits: IsolateLimits) -> Booted:
         ours.close()
         if bell is not None:
             bell.close()
+        shutil.rmtree(root, ignore_errors=True)
         raise
     finally:
         theirs.close()
         if bell_fd is not None:
             os.close(bell_fd)
+    reaper = asyncio.get_running_loop().create_task(_remove_on_exit(proc, root))
+    _reapers[proc.pid] = reaper
+    reaper.add_done_callback(lambda task: _forget_reaper(proc.pid, task))
     return proc, ours, bell
+
+
+def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
+    if _reapers.get(pid) is task:  # not a later process's that was given the same PID
+        del _reapers[pid]
+
+
+async def _remove_on_exit(proc: asyncio.subprocess.Process, root: str) -> None:
+    """Remove an isolate's module folder once its process has exited, however it exits."""
+    try:
+        await proc.wait()
+    finally:  # also when the engine's loop shuts down without waiting for it
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def reap(pids: Collection[int]) -> None:
+    """Wait until the folders of these stopped isolates are removed (at shutdown)."""
+    pending = [t for pid, t in list(_reapers.items()) if pid in pids and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=5)
+
+
+def sweep_stale(tmp: str | None = None) -> int:
+    """Remove the module folders of isolates whose engine died (SIGKILL); returns how many.
+
+    Only folders named for a PID that no longer runs: a live engine's isolates keep theirs.
+    """
+    removed = 0
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*-*"):
+        pid = path.name[len(ROOT_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += not path.exists()
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 async def discard(booted: Booted) -> None:
@@ -203,6 +278,8 @@ class IsolatePool:
         self._booting = 0  # isolate processes starting now
         self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         self._crowded = False  # at the last watchdog tick, more runnable threads than cores
+        if (swept := sweep_stale()) > 0:
+            log.info("removed %d isolate folder(s) left by an engine that was killed", swept)
 
     def warm(self, delay: float = 0.0) -> None:
         """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it."""
@@ -217,7 +294,12 @@ class IsolatePool:
         # loader calls it): booting an interpreter now would compete for the CPU with
         # the tenant's import and its first step.
         spare, self._spare = self._spare, None
-        iso = await Isolate.connect(await (spare or self._boot()), handler, fast)
+        booted = await spare if spare is not None else None
+        if booted is not None and booted[0].returncode is not None:
+            log.info("the spare isolate (pid %s) had exited; starting another", booted[0].pid)
+            await discard(booted)
+            booted = None
+        iso = await Isolate.connect(booted or await self._boot(), handler, fast)
         self._live.add(iso)
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watchdog())
@@ -254,18 +336,26 @@ class IsolatePool:
                     iso.last_used = now
                 if iso.attempts:
                     if iso.over_cpu(self.limits.cpu_ms):
-                        iso.kill(f"an attempt used more than {self.limits.cpu_ms} ms of CPU")
+                        iso.over_cpu_limit = True
+                        iso.kill(
+                            f"worker {iso.worker!r}: a step attempt or a request used more "
+                            f"than {self.limits.cpu_ms} ms of CPU (limits.cpu_ms)"
+                        )
                 elif now - iso.last_used > self.idle_seconds:
                     self._live.discard(iso)
                     await self._on_evict(iso)
 
     async def close(self) -> None:
         self._closed = True
+        stopped = {iso.pid for iso in self._live}
         for iso in list(self._live):
             await iso.close()
         self._live.clear()
         if self._spare is not None:
-            await discard(await self._spare)
+            booted = await self._spare
+            stopped.add(booted[0].pid)
+            await discard(booted)
             self._spare = None
         if self._watch is not None:
             self._watch.cancel()
+        await reap(stopped)

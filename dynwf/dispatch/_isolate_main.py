@@ -178,7 +178,9 @@ class Worker:
 
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg["code"]
-        root = Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
+        # The engine made this folder and removes it when this process exits.
+        given = os.environ.get("DYNWF_ISOLATE_ROOT")
+        root = Path(given) if given else Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
         for name, source in code["modules"].items():
             path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from dynwf.dispatch._api import TenantWorkflowBinding
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
+from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
 from dynwf.engine import Step, WorkflowBinding
 from dynwf.engine._pass import PassInterrupted, PassParked
@@ -275,33 +276,47 @@ class WorkerStub:
                 return self._isolate
             code = await self._code_dict()
             plain, self._bindings = self._split_env(code.get("env") or {})
-            async with self.loader._slots:
-                await self.loader._make_room()
-                iso = await self.loader._pool.start(self._serve, self._serve_now)
-                self._isolate = iso  # holds the slot while the code loads
-            try:
-                await iso.conn.request(
-                    {
-                        "op": "load",
-                        "code": {**code, "env": plain},
-                        "bindings": sorted(self._bindings),
-                    }
-                )
-            except (RemoteError, ConnectionLost) as exc:
-                self._isolate = None
-                self.loader.warm(SPARE_DELAY)
-                if isinstance(exc, ConnectionLost) and iso.killed_for is not None:
-                    raise PassInterrupted(f"worker {self.id!r} was evicted while loading") from None
-                iso.kill("its code failed to load", quiet=True)
-                detail = (
-                    f"{exc.error['name']}: {exc.error['message']}"
-                    if isinstance(exc, RemoteError)
-                    else "the process exited while loading"
-                )
-                raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
-            self._isolate = iso
-            self.loader.warm(SPARE_DELAY)  # the next cold load finds a booted spare
-            return iso
+            # A process that exits before its load answers may have died before the
+            # code ran (a spare killed while it waited): one more try, in a new process.
+            for tries_left in (1, 0):
+                try:
+                    iso = await self._load(code, plain)
+                except ConnectionLost:
+                    if tries_left:
+                        log.info("worker %r: its isolate exited while loading; again", self.id)
+                        continue
+                    detail = "the process exited while loading, twice"
+                    raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
+                self.loader.warm(SPARE_DELAY)  # the next cold load finds a booted spare
+                return iso
+            raise AssertionError("unreachable")
+
+    async def _load(self, code: dict[str, Any], plain: dict[str, Any]) -> Isolate:
+        """Start an isolate and load the code in it; ``ConnectionLost`` if the process exits."""
+        async with self.loader._slots:
+            await self.loader._make_room()
+            iso = await self.loader._pool.start(self._serve, self._serve_now)
+            self._isolate = iso  # holds the slot while the code loads
+        iso.worker, iso.bindings = self.id, frozenset(self._bindings)
+        iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
+        try:
+            await iso.conn.request(
+                {"op": "load", "code": {**code, "env": plain}, "bindings": sorted(self._bindings)}
+            )
+        except (RemoteError, ConnectionLost) as exc:
+            self._isolate = None
+            self.loader.warm(SPARE_DELAY)
+            if isinstance(exc, ConnectionLost) and iso.killed_for is not None:
+                raise PassInterrupted(f"worker {self.id!r} was evicted while loading") from None
+            iso.kill("its code failed to load", quiet=True)
+            if isinstance(exc, ConnectionLost):
+                raise
+            detail = f"{exc.error.get('name')}: {exc.error.get('message')}"
+            raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
+        finally:
+            iso.busy -= 1
+        self._isolate = iso
+        return iso
 
     def module(self) -> types.ModuleType:
         if self._module is None:
@@ -337,6 +352,11 @@ class WorkerStub:
             return False
         host, iso = run
         method, args, n = msg.get("method"), msg["args"], msg.get("id")
+        if method == "do_end" and args[0] not in host.inflight:
+            iso.kill(
+                f"worker {self.id!r} sent the result of step {args[0]!r}, which is not running"
+            )
+            return True
         if method == "do_end" and n is None and args[2]:
             host.do_done(args[0], args[1], args[3])
             iso.attempt_ended(f"{msg['run']}:{args[0]}")
@@ -375,6 +395,8 @@ class WorkerStub:
         host_tasks: set[asyncio.Task[Any]] = run_tasks(host)
         host_tasks.add(task)
         method, args = msg["method"], msg["args"]
+        if method not in HOST_CALLS:  # the isolate checked it already (_protocol.check)
+            raise ValueError(f"unknown step-host method {method!r}")
         token = f"{msg['run']}:{args[0]}"
         try:
             result = await getattr(host, method)(*args)
@@ -427,7 +449,7 @@ class EntrypointStub:
                 await w._code_dict()
                 module = w.module()
             except Exception as exc:
-                w.broken = f"{type(exc).__name__}: {exc}"
+                w.broken = _failure(exc)
                 raise PassParked(f"worker {w.id!r}: {w.broken}") from None
             cls = _entry_class(module, self.name, w.id)
             env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
@@ -442,6 +464,9 @@ class EntrypointStub:
         except CodeLoadError as exc:
             w.broken = str(exc)
             raise PassParked(str(exc)) from None
+        except Exception as exc:  # get_code() failed or returned no usable code
+            w._code = None  # ask get_code again on the next pass
+            raise PassParked(f"worker {w.id!r}: {_failure(exc)}") from None
         token = f"r{next(_runs)}"
         w._runs[token] = (step.host, iso)
         iso.busy += 1
@@ -458,6 +483,9 @@ class EntrypointStub:
         except RemoteError as exc:
             from dynwf.engine._step import error_from_dict
 
+            if not is_error(exc.error):
+                iso.kill(f"worker {w.id!r} ended a run with a malformed error")
+                raise PassInterrupted(f"worker {w.id!r} sent a malformed error") from None
             raise error_from_dict(exc.error) from None
         except asyncio.CancelledError:
             if iso.alive:
@@ -484,6 +512,10 @@ class EntrypointStub:
         iso = await w.isolate()
         body = await request.bytes()
         iso.busy += 1
+        n = iso.conn.request_id()
+        # The request's CPU counts against limits.cpu_ms as a step attempt's does: the
+        # pool's watchdog kills an isolate whose request spins past it.
+        iso.attempt_started(f"fetch:{n}")
         try:
             out = await iso.conn.request(
                 {
@@ -495,15 +527,58 @@ class EntrypointStub:
                         "headers": request.headers,
                         "body": body.hex(),
                     },
-                }
+                },
+                id=n,
             )
         except ConnectionLost:
+            if iso.over_cpu_limit:
+                return _over_cpu(w.id, w.loader.limits.cpu_ms)
             return Response("the tenant's worker crashed while handling this request", status=502)
         except RemoteError as exc:
-            return Response(f"{exc.error['name']}: {exc.error['message']}", status=500)
+            return Response(f"{exc.error.get('name')}: {exc.error.get('message')}", status=500)
         finally:
+            iso.attempt_ended(f"fetch:{n}")
             iso.busy -= 1
-        return Response(bytes.fromhex(out["body"]), status=out["status"], headers=out["headers"])
+        response = _response(out)
+        if response is None:
+            iso.kill(f"worker {w.id!r} answered a request with a malformed response")
+            return Response("the tenant's worker sent a malformed response", status=502)
+        return response
+
+
+def _over_cpu(id: str, cpu_ms: int) -> Response:
+    """What Cloudflare answers when a request exceeds its CPU limit (error 1102), with why."""
+    return Response(
+        "Error 1102: Worker exceeded resource limits\n\n"
+        f"worker {id!r} used more than {cpu_ms} ms of CPU time on this request "
+        "(limits.cpu_ms in the wrangler config); its isolate was stopped and is replaced "
+        "on the next request.\n",
+        status=503,
+        headers={"content-type": "text/plain; charset=utf-8"},
+    )
+
+
+def _response(out: Any) -> Response | None:
+    """The isolate's answer to a ``fetch``, or None when it is not one."""
+    if not isinstance(out, dict):
+        return None
+    status, headers, body = out.get("status"), out.get("headers"), out.get("body")
+    if type(status) is not int or not 100 <= status <= 599 or not isinstance(body, str):
+        return None
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        return None
+    try:
+        return Response(bytes.fromhex(body), status=status, headers=headers)
+    except (ValueError, TypeError):
+        return None
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, (CodeLoadError, ValidationError)):
+        return str(exc)
+    return f"loading its code failed: {type(exc).__name__}: {exc}"
 
 
 def _iso(ts: Any) -> Any:

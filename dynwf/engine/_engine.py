@@ -796,6 +796,7 @@ class Engine:
                 self._pass_facts(p)
                 if st.status is Status.RUNNING:
                     self.set_status(st, Event.SUSPEND)
+                self.record(st, "parked", None, {"reason": str(exc)})  # for inspect
                 self._parked.add(st.uid)
                 self._timer_gen[st.uid] = self._timer_gen.get(st.uid, 0) + 1
                 log.warning("instance %s waits until its code loads again: %s", st.id, exc)

@@ -18,6 +18,8 @@ Fact kinds (``data`` is a JSON object):
     restart      {}                                   wipe steps, events and timers
     pass         {replayed: [step keys]}              a run pass ended
     warning      {message, missing, ran}              replay divergence
+    parked       {reason}                             its code did not load; it waits
+                                                      (until the next status fact)
     deleted      {}                                   the instance was deleted: listings,
                                                       lookups and recovery skip it
 """
@@ -118,6 +120,7 @@ class InstanceState:
         "id",
         "output",
         "params",
+        "parked",
         "passes",
         "paused_at",
         "scope",
@@ -146,6 +149,7 @@ class InstanceState:
         self.steps: dict[str, StepState] = {}
         self.events: list[BufferedEvent] = []
         self.warnings: list[Warning_] = []
+        self.parked: str | None = None  # why its last pass could not load its code
         self.passes = 0
         self.do_count = 0
 
@@ -183,6 +187,7 @@ def _status(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str,
     if new is Status.PAUSED:
         st.paused_at = ts
     st.status = new
+    st.parked = None
     if new in FINISHED:
         st.ended = ts
         st.output = d.get("output")
@@ -276,6 +281,10 @@ def _warning(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str
     st.warnings.append(Warning_(ts, d["message"], d["missing"], d["ran"]))
 
 
+def _parked(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
+    st.parked = d["reason"]
+
+
 def _deleted(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
     st.deleted = True
 
@@ -294,6 +303,7 @@ _APPLY: dict[str, Callable[[InstanceState, int, int, str | None, dict[str, Any]]
     "restart": _restart,
     "pass": _pass,
     "warning": _warning,
+    "parked": _parked,
     "deleted": _deleted,
 }
 FACT_KINDS = frozenset(_APPLY)

@@ -57,6 +57,8 @@ def instance_detail(st: InstanceState) -> dict[str, Any]:
         "step_count": len(steps),
         "tenant": st.scope,
         "warnings": [w.message for w in st.warnings],
+        # Why a waiting instance cannot run: its code did not load (it runs when it does).
+        "parked": st.parked if st.status is Status.WAITING else None,
     }
 
 

@@ -4,7 +4,8 @@ A change to the dispatcher re-imports ``main`` (the next request and the next pa
 it); a change to a tenant reloads every loaded worker whose code changed. Running
 passes end at their next step boundary and replay in the new code, as on Cloudflare.
 A syntax or import error keeps the last good version answering requests, reports the
-file and line, and parks affected instances (waiting, not errored) until a save fixes it.
+file and line, and parks affected instances (waiting, not errored) until a save fixes it;
+so does a tenant whose code cannot be found at all (its folder moved away).
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ class ReloadResult:
 
 def _watched(change: watchfiles.Change, path: str) -> bool:
     p = Path(path)
-    return p.suffix == ".py" and "__pycache__" not in p.parts and ".dynwf" not in p.parts
+    if "__pycache__" in p.parts or ".dynwf" in p.parts:
+        return False
+    if p.suffix == ".py":
+        return True
+    # A folder moved in or out (a tenant's folder moved away and back) is one event for
+    # the folder, none for the files in it. A deleted path can no longer say what it was.
+    return p.suffix == "" and (change == watchfiles.Change.deleted or p.is_dir())
 
 
 async def reload_now(project: Project, files: tuple[str, ...] = ()) -> ReloadResult:
@@ -52,9 +59,9 @@ async def reload_now(project: Project, files: tuple[str, ...] = ()) -> ReloadRes
     workers: dict[str, str | None] = {}
     for loader in project.loaders.values():
         workers.update(await loader.reload())
-    unparked = (
-        project.engine.unpark() if dispatcher_error is None and not any(workers.values()) else 0
-    )
+    # Every parked instance tries again (code may load now that files came back, even
+    # if another tenant's did not); one whose code still fails parks again at once.
+    unparked = project.engine.unpark() if dispatcher_error is None else 0
     return ReloadResult(files, dispatcher_error, workers, unparked, time.perf_counter() - t0)
 
 
