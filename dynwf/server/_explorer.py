@@ -34,8 +34,9 @@ or where dynwf's explorer API spec decides otherwise:
    as sent (wrangler shows a missing payload as ``{}``). A step's ``config`` holds the
    engine's defaults (retry delay 10000 ms; wrangler's local engine uses 1000), and
    the ``-N`` of a step name is dynwf's step count (sleeps count per name and duration).
-8. ``GET /cdn-cgi/explorer/api`` (OpenAPI document) and ``GET /local/workers``
-   (explorer UI) are not served: they answer the plain-text 404.
+8. ``GET /cdn-cgi/explorer/api`` (OpenAPI document) and ``GET /local/workers`` are not
+   served: they answer the plain-text 404. The explorer UI is dynwf's own, at
+   ``/cdn-cgi/explorer/`` (``dynwf.server._ui``), and reads only this API.
 9. Unexpected server errors are a 500 with code 10000 and a one-line message, as
    wrangler's ``app.onError``; the traceback goes to the ``dynwf.server`` log.
 
@@ -43,7 +44,11 @@ dynwf extensions: ``?tenant=<scope>`` on any route scopes instance calls to that
 tenant (an empty value is the default scope ``""``). Without it, lists and counts
 cover every tenant and an id is looked up in all of them: one match is used, several
 are a 400 asking for ``?tenant=``. Results carry ``tenant`` (list items, create,
-detail), per-step ``executions`` and ``replays``, and detail ``warnings``.
+detail), per-step ``executions`` and ``replays``, and detail ``warnings``. For the
+explorer UI's timeline the detail also carries ``passes`` (run passes so far),
+``events`` (every buffered event: ``type``, ``payload``, ``timestamp``, ``consumed``)
+and per step ``wake_at`` (an unfinished step's next timer: sleep end, retry, wait
+deadline; else null), plus ``sleep_ms`` on sleeps and ``event_type`` on waits.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dynwf.engine import Engine, InstanceState, instance_detail, instance_list_item
+from dynwf.engine import Engine, InstanceState, instance_detail, instance_list_item, iso_ms
 from dynwf.errors import (
     DynwfError,
     InstanceExistsError,
@@ -342,7 +347,7 @@ class Explorer:
     async def get_instance(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
         _, st = self._state(name, id, call.tenant)
-        return ok(instance_detail(st))
+        return ok(_with_timeline(instance_detail(st), st))
 
     async def delete_instance(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
@@ -369,6 +374,22 @@ class Explorer:
         inst = await self.engine.binding(name, scope=scope).get(id)
         await inst.send_event({"type": type_, "payload": None if payload is _ABSENT else payload})
         return ok({"success": True})
+
+
+def _with_timeline(detail: dict[str, Any], st: InstanceState) -> dict[str, Any]:
+    """``detail`` plus what the explorer UI's timeline needs, after wrangler's keys."""
+    for shown, s in zip(detail["steps"], st.steps.values(), strict=True):
+        shown["wake_at"] = iso_ms(s.wake_at) if not s.done else None
+        if s.kind == "sleep":
+            shown["sleep_ms"] = s.duration_ms
+        elif s.kind == "waitForEvent":
+            shown["event_type"] = s.event_type
+    detail["passes"] = st.passes
+    detail["events"] = [
+        {"type": e.type, "payload": e.payload, "timestamp": iso_ms(e.ts), "consumed": e.consumed}
+        for e in st.events
+    ]
+    return detail
 
 
 def _js(value: Any) -> str:
