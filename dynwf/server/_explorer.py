@@ -63,7 +63,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dynwf.engine import Engine, InstanceState, instance_detail, instance_list_item, iso_ms
+from dynwf.engine import Engine, InstanceState, instance_detail, instance_list_item
 from dynwf.errors import (
     DynwfError,
     InstanceExistsError,
@@ -347,7 +347,7 @@ class Explorer:
     async def get_instance(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
         _, st = self._state(name, id, call.tenant)
-        return ok(_with_timeline(instance_detail(st), st))
+        return ok(instance_detail(st))
 
     async def delete_instance(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
@@ -374,22 +374,6 @@ class Explorer:
         inst = await self.engine.binding(name, scope=scope).get(id)
         await inst.send_event({"type": type_, "payload": None if payload is _ABSENT else payload})
         return ok({"success": True})
-
-
-def _with_timeline(detail: dict[str, Any], st: InstanceState) -> dict[str, Any]:
-    """``detail`` plus what the explorer UI's timeline needs, after wrangler's keys."""
-    for shown, s in zip(detail["steps"], st.steps.values(), strict=True):
-        shown["wake_at"] = iso_ms(s.wake_at) if not s.done else None
-        if s.kind == "sleep":
-            shown["sleep_ms"] = s.duration_ms
-        elif s.kind == "waitForEvent":
-            shown["event_type"] = s.event_type
-    detail["passes"] = st.passes
-    detail["events"] = [
-        {"type": e.type, "payload": e.payload, "timestamp": iso_ms(e.ts), "consumed": e.consumed}
-        for e in st.events
-    ]
-    return detail
 
 
 def _js(value: Any) -> str:
