@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,3 +314,49 @@ def test_pause_resume_terminate_from_the_page(dev: Dev, page: Any) -> None:
     page.wait_for_url(f"**{UI}/")
     r = httpx.get(f"{dev.url}{API}/instances/story-3", params={"tenant": scope("story")})
     assert r.status_code == 404
+
+
+def test_an_attempt_cut_off_by_a_crash_in_dynwf_run_is_marked(tmp_path: Path, page: Any) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    (root / "tenants" / "story").mkdir()
+    (root / "tenants" / "story" / "worker.py").write_text(STORY)
+    # a real SIGKILL during flaky's first attempt; the run stops at the wait for the event
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dynwf",
+            "run",
+            "--tenant",
+            "story",
+            "--id",
+            "crashy",
+            "--crash-at",
+            "flaky:during",
+            "--skip-sleeps",
+            "--skip-retry-delays",
+            "--max-wait",
+            "1 second",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "crash:during" in run.stdout, run.stdout + run.stderr
+    server = Dev(root)
+    try:
+        page.goto(instance_url(server, "crashy", "story"))
+        flaky = page.locator(".tl-row[data-step='flaky-1']")
+        expect(flaky.locator(".seg.interrupted .mark")).to_have_text(["⚡"])
+        expect(flaky.locator(".seg.failed")).to_have_count(1)  # attempt 2: the tenant's error
+        expect(flaky.locator(".seg.ok")).to_have_count(1)
+        assert "cut off" in (flaky.locator(".seg.interrupted").get_attribute("title") or "")
+        expect(page.locator("#tl-summary")).to_contain_text("1 cut off by a stopped process")
+        # the replay by the recovering process is counted
+        assert "replayed" in flaky.inner_text()
+        shot(page, "h4-crash.png")
+    finally:
+        page.goto("about:blank")  # no polling of a server that is going away
+        server.stop()

@@ -67,13 +67,22 @@ function renderHeader(d) {
 
 // -- timeline ----------------------------------------------------------------------------
 
-// An attempt with no end was cut off: by a crash or stop of the process (a later attempt
-// then exists), or the instance is no longer running it.
+// The engine closes an attempt that a crash, an eviction or a stop cut off with this
+// error when it recovers the instance (dynwf.engine._model.INTERNAL_ERROR, Cloudflare's).
+const CUT_OFF = {name: "WorkflowInternalError", message: "Attempt failed due to internal workflows error"};
+
+function cutOff(a) {
+  return a.success === false && a.error !== null &&
+    a.error.name === CUT_OFF.name && a.error.message === CUT_OFF.message;
+}
+
+// An attempt still open is running, or was cut off and not recovered yet.
 function attemptKind(a, i, step, d) {
   if (a.end === null) {
     const later = i < step.attempts.length - 1;
     return later || d.status !== "running" ? "interrupted" : "running";
   }
+  if (cutOff(a)) return "interrupted";
   return a.success ? "ok" : "failed";
 }
 
@@ -102,11 +111,12 @@ function segments(step, d, now) {
     const from = ms(a.start);
     const to = a.end !== null ? ms(a.end) : next ? ms(next.start) : now;
     const what = kind === "failed" ? `failed: ${a.error.name}: ${a.error.message}`
-      : kind === "interrupted" ? "interrupted: the process stopped during it"
+      : kind === "interrupted" ? "cut off: the engine process stopped during it (a crash, an " +
+        "eviction or a stop)" + (a.error ? `; recorded as ${a.error.name} on recovery` : "")
       : kind === "running" ? "running" : "ok";
     out.push({kind, from, to, mark: kind === "failed" ? "✕" : kind === "interrupted" ? "⚡" : null,
               title: `attempt ${i + 1}: ${what} (${fmtDuration(to - from)})`});
-    if (kind === "failed" && next) {
+    if ((kind === "failed" || kind === "interrupted") && next) {
       out.push({kind: "retry", from: ms(a.end), to: ms(next.start),
                 title: `retry delay before attempt ${i + 2} (${fmtDuration(ms(next.start) - ms(a.end))})`});
     } else if (kind === "failed" && !step.finished && step.wake_at) {
@@ -169,9 +179,13 @@ function renderTimeline(d) {
       track);
   });
   document.getElementById("timeline").replaceChildren(axis, ...rows);
-  const failed = steps.reduce((n, s) => n + (s.attempts || []).filter((a) => a.success === false).length, 0);
+  const count = (kind) => steps.reduce((n, s) =>
+    n + (s.attempts || []).filter((a, i) => attemptKind(a, i, s, d) === kind).length, 0);
+  const failed = count("failed");
+  const cut = count("interrupted");
   document.getElementById("tl-summary").textContent = steps.length
-    ? `${steps.length} steps · ${failed} failed attempt${failed === 1 ? "" : "s"} · ${fmtDuration(span)}` : "";
+    ? `${steps.length} steps · ${failed} failed attempt${failed === 1 ? "" : "s"}` +
+      (cut ? ` · ${cut} cut off by a stopped process` : "") + ` · ${fmtDuration(span)}` : "";
 }
 
 // -- steps, events --------------------------------------------------------------------
@@ -179,8 +193,9 @@ function renderTimeline(d) {
 function stepDetail(step) {
   if (step.type === "step") {
     const errors = step.attempts.filter((a) => a.success === false)
-      .map((a, i) => el("div", {class: "err"}, `attempt ${step.attempts.indexOf(a) + 1}: `,
-                        el("b", {text: a.error.name}), `: ${a.error.message}`));
+      .map((a) => el("div", {class: "err"}, `attempt ${step.attempts.indexOf(a) + 1}: `,
+                        el("b", {text: a.error.name}), `: ${a.error.message}`,
+                        cutOff(a) ? " (⚡ cut off: the engine process stopped during it)" : ""));
     const out = step.success ? el("pre", {class: "inline", text: pretty(step.output)}) : null;
     return [out, ...errors];
   }
