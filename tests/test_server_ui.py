@@ -349,7 +349,7 @@ def test_an_attempt_cut_off_by_a_crash_in_dynwf_run_is_marked(tmp_path: Path, pa
     try:
         page.goto(instance_url(server, "crashy", "story"))
         flaky = page.locator(".tl-row[data-step='flaky-1']")
-        expect(flaky.locator(".seg.interrupted .mark")).to_have_text(["⚡"])
+        expect(flaky.locator(".seg.interrupted .mark")).to_have_text(["↯"])
         expect(flaky.locator(".seg.failed")).to_have_count(1)  # attempt 2: the tenant's error
         expect(flaky.locator(".seg.ok")).to_have_count(1)
         assert "cut off" in (flaky.locator(".seg.interrupted").get_attribute("title") or "")

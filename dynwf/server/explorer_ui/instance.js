@@ -114,7 +114,7 @@ function segments(step, d, now) {
       : kind === "interrupted" ? "cut off: the engine process stopped during it (a crash, an " +
         "eviction or a stop)" + (a.error ? `; recorded as ${a.error.name} on recovery` : "")
       : kind === "running" ? "running" : "ok";
-    out.push({kind, from, to, mark: kind === "failed" ? "✕" : kind === "interrupted" ? "⚡" : null,
+    out.push({kind, from, to, mark: kind === "failed" ? "✕" : kind === "interrupted" ? "↯" : null,
               title: `attempt ${i + 1}: ${what} (${fmtDuration(to - from)})`});
     if ((kind === "failed" || kind === "interrupted") && next) {
       out.push({kind: "retry", from: ms(a.end), to: ms(next.start),
@@ -195,7 +195,7 @@ function stepDetail(step) {
     const errors = step.attempts.filter((a) => a.success === false)
       .map((a) => el("div", {class: "err"}, `attempt ${step.attempts.indexOf(a) + 1}: `,
                         el("b", {text: a.error.name}), `: ${a.error.message}`,
-                        cutOff(a) ? " (⚡ cut off: the engine process stopped during it)" : ""));
+                        cutOff(a) ? " (↯ cut off: the engine process stopped during it)" : ""));
     const out = step.success ? el("pre", {class: "inline", text: pretty(step.output)}) : null;
     return [out, ...errors];
   }
