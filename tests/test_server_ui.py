@@ -28,7 +28,8 @@ from tests.test_cli_dev import FIXTURE, Dev
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the [test] extra")
 expect = sync_api.expect
 
-pytestmark = pytest.mark.slow
+# The first test may install chromium with apt-get: a generous hang guard, not a speed claim.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 APT_LOG = Path(tempfile.gettempdir()) / "dynwf-test-apt-chromium.log"
