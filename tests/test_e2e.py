@@ -44,6 +44,10 @@ def test_wheel_in_a_fresh_venv_inits_a_project_whose_tests_pass(tmp_path: Path) 
     bin_dir = tmp_path / "venv" / "bin"
     # pip fetches dynwf's dependencies (from its cache when it can).
     _run([bin_dir / "python", "-m", "pip", "install", "-q", wheel], tmp_path, 240)
+    # the explorer UI's files are package data: the wheel must carry them
+    ui = "from importlib import resources; r = resources.files('dynwf.server') / 'explorer_ui'; "
+    ui += "assert all((r / f).is_file() for f in ('index.html', 'instance.js', 'explorer.css'))"
+    _run([bin_dir / "python", "-c", ui], tmp_path, 60)
 
     _run([bin_dir / "dynwf", "init", "proj"], tmp_path, 60)
     project = tmp_path / "proj"

@@ -160,3 +160,58 @@ async def test_head_is_answered_like_get(harness: Harness) -> None:
     async with client(harness) as c:
         r = await c.head(f"{API}/workflows")
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+
+
+# -- the explorer UI's files (the browser tests are in test_server_ui.py) ---------------
+
+UI = "/cdn-cgi/explorer"
+
+
+async def test_explorer_ui_pages_and_assets_are_served_from_the_package(harness: Harness) -> None:
+    seen.clear()
+    async with client(harness, fetch=echo) as c:
+        bare = await c.get(UI)
+        assert (bare.status_code, bare.headers["location"]) == (308, f"{UI}/")
+        index = await c.get(f"{UI}/")
+        page = await c.get(f"{UI}/workflows/wf/instances/a%2Fb?tenant=%7B%7D")
+        css = await c.get(f"{UI}/assets/explorer.css")
+        js = await c.get(f"{UI}/assets/instance.js")
+        missing = [
+            await c.get(f"{UI}/assets/nope.js"),
+            await c.get(f"{UI}/assets/../_ui.py"),
+            await c.get(f"{UI}/workflows/wf"),
+            await c.get(f"{UI}/index.html"),
+            await c.post(f"{UI}/"),
+        ]
+    assert index.status_code == page.status_code == 200
+    assert "<title>Instances" in index.text and 'id="timeline"' in page.text
+    assert index.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'self'" in index.headers["content-security-policy"]
+    assert css.headers["content-type"] == "text/css; charset=utf-8"
+    assert js.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert [r.status_code for r in missing] == [404] * len(missing)
+    assert seen == []  # nothing under /cdn-cgi/explorer reaches the tenant's fetch
+
+
+async def test_explorer_ui_refuses_a_foreign_host(harness: Harness) -> None:
+    async with client(harness) as c:
+        r = await c.get(f"{UI}/", headers={"host": "attacker.example"})
+    assert (r.status_code, r.text) == (403, "Invalid Host header")
+
+
+def test_explorer_ui_files_load_nothing_from_elsewhere() -> None:
+    from importlib import resources
+
+    folder = resources.files("dynwf.server") / "explorer_ui"
+    names = sorted(f.name for f in folder.iterdir())
+    assert names == [
+        "common.js",
+        "explorer.css",
+        "index.html",
+        "instance.html",
+        "instance.js",
+        "list.js",
+    ]
+    for name in names:
+        text = (folder / name).read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name

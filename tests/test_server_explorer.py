@@ -342,6 +342,43 @@ async def test_detail_carries_dynwf_extensions(api: httpx.AsyncClient, harness: 
     assert first["replays"] == 1 and flaky["replays"] == 0
 
 
+async def test_detail_carries_the_timeline_extensions(
+    api: httpx.AsyncClient, harness: Harness
+) -> None:
+    await create(api, harness, "probe-wf", {"id": "tl"})
+    await harness.advance(200)
+    d = await detail(api, "probe-wf", "tl")  # sleeping: the wake time is known
+    nap = d["steps"][-1]
+    assert (nap["type"], nap["sleep_ms"], nap["finished"]) == ("sleep", 3000, False)
+    assert nap["wake_at"] is not None and nap["wake_at"] > nap["start"]
+    assert all(s["wake_at"] is None for s in d["steps"][:-1])  # finished steps have none
+    assert d["passes"] == 1 and d["events"] == []  # the pass that ended in a retry delay
+
+    await harness.advance("3 seconds")
+    await patch(api, "probe-wf", "tl", {"action": "pause"})
+    r = await api.post(f"{WF}/probe-wf/instances/tl/events/approval", json={"ok": 1})
+    assert r.status_code == 200
+    d = await detail(api, "probe-wf", "tl")
+    wait = d["steps"][-1]
+    assert (wait["type"], wait["event_type"], wait["finished"]) == (
+        "waitForEvent",
+        "approval",
+        False,
+    )
+    assert wait["wake_at"] is not None  # the wait's deadline
+    (ev,) = d["events"]
+    assert (ev["type"], ev["payload"], ev["consumed"]) == ("approval", {"ok": 1}, False)
+    assert ev["timestamp"].endswith("Z")
+
+    await patch(api, "probe-wf", "tl", {"action": "resume"})
+    await harness.idle()
+    d = await detail(api, "probe-wf", "tl")
+    assert d["status"] == "complete" and d["events"][0]["consumed"] is True
+    assert d["passes"] > 1
+    wait = next(s for s in d["steps"] if s["type"] == "waitForEvent")
+    assert wait["wake_at"] is None and wait["output"]["payload"] == {"ok": 1}
+
+
 async def test_detail_unknown_instance_and_workflow_are_404(api: httpx.AsyncClient) -> None:
     same_as(await api.get(f"{WF}/probe-wf/instances/never-created"), "detail-unknown-instance.txt")
     same_as(await api.get(f"{WF}/nope/instances/inst-a"), "detail-unknown-workflow.txt")

@@ -106,8 +106,8 @@ def dev(
 
     def ready(url: str) -> None:
         names = ", ".join(w.name for w in project.config.workflows)
-        stderr.print(f"[bold green]dynwf dev[/] serving [bold]{url}[/]  workflows: {names}  "
-                     f"state: {project.state_dir}  (Ctrl-C to stop)")
+        stderr.print(f"[bold green]dynwf dev[/] serving [bold]{url}[/]  explorer {escape(url)}/cdn-cgi/explorer/  "
+                     f"workflows: {names}  state: {project.state_dir}  (Ctrl-C to stop)")
 
     try:
         asyncio.run(serve_project(project, host=host, port=port, reload=not no_reload,

@@ -1,8 +1,11 @@
 """Engine state as the explorer API's JSON: wrangler 4.86's field names and key order.
 
 Pure functions, no I/O. Keys wrangler does not have are dynwf extensions and come
-after wrangler's own: ``tenant`` and ``warnings`` on an instance, ``executions``
-and ``replays`` on each step, ``tenant`` on a list item.
+after wrangler's own: ``tenant``, ``warnings``, ``passes`` (run passes so far) and
+``events`` (every buffered event: ``type``, ``payload``, ``timestamp``, ``consumed``)
+on an instance; ``executions``, ``replays`` and ``wake_at`` (an unfinished step's
+next timer: sleep end, retry, wait deadline; else null) on each step, plus
+``sleep_ms`` on a sleep and ``event_type`` on a wait; ``tenant`` on a list item.
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ def instance_detail(st: InstanceState) -> dict[str, Any]:
         "warnings": [w.message for w in st.warnings],
         # Why a waiting instance cannot run: its code did not load (it runs when it does).
         "parked": st.parked if st.status is Status.WAITING else None,
+        "passes": st.passes,
+        "events": [
+            {
+                "type": e.type,
+                "payload": e.payload,
+                "timestamp": iso_ms(e.ts),
+                "consumed": e.consumed,
+            }
+            for e in st.events
+        ],
     }
 
 
@@ -76,7 +89,11 @@ def _error(error: ErrorDict | None) -> dict[str, str] | None:
 
 def _step(s: StepState) -> dict[str, Any]:
     name = f"{s.name}-{s.count}"
-    extra = {"executions": s.executions, "replays": s.replays}
+    extra: dict[str, Any] = {
+        "executions": s.executions,
+        "replays": s.replays,
+        "wake_at": None if s.done else iso_ms(s.wake_at),
+    }
     if s.kind == "sleep":
         return {
             "name": name,
@@ -86,6 +103,7 @@ def _step(s: StepState) -> dict[str, Any]:
             "type": "sleep",
             "error": None,
             **extra,
+            "sleep_ms": s.duration_ms,
         }
     if s.kind == "waitForEvent":
         got = s.output if s.done and s.error is None and isinstance(s.output, dict) else None
@@ -104,6 +122,7 @@ def _step(s: StepState) -> dict[str, Any]:
                 "timestamp": got.get("timestamp"),
             },
             **extra,
+            "event_type": s.event_type,
         }
     success = (s.error is None) if s.done else None
     out: dict[str, Any] = {

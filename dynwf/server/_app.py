@@ -1,10 +1,12 @@
-"""The dev server's ASGI app: the explorer API, and every other request to the tenant's fetch.
+"""The dev server's ASGI app: the explorer API and UI, every other request to the tenant's fetch.
 
 Requests under ``/cdn-cgi/explorer/api`` get miniflare's guards first: the Host (and
 Origin, when sent) must be localhost, 127.0.0.1 or [::1], else a plain-text 403;
 ``OPTIONS`` is a CORS preflight (204); an ``Origin`` is echoed back as
 ``Access-Control-Allow-Origin``. A path or method the API does not route answers
-Hono's plain-text ``404 Not Found``. Each request is logged as one line.
+Hono's plain-text ``404 Not Found``. The explorer UI's pages (``dynwf.server._ui``)
+under ``/cdn-cgi/explorer/`` get the same Host guard; nothing under ``/cdn-cgi/explorer``
+reaches the tenant's fetch. Each request is logged as one line.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from dynwf.engine import Engine
 from dynwf.server._explorer import API_PREFIX, Call, Explorer
+from dynwf.server._ui import UI_PREFIX, ui_response
 from dynwf.workers import Request, Response
 
 log = logging.getLogger("dynwf.server")
@@ -87,6 +90,11 @@ class _Server:
         path = raw.decode("latin-1")
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return await self.api(request, path[len(API_PREFIX) :])
+        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            if _hostname(request.headers.get("host", "")).lower() not in LOCAL_HOSTS:
+                return text(403, "Invalid Host header")
+            page = ui_response(request.method, path[len(UI_PREFIX) :])
+            return page if page is not None else text(404, "404 Not Found")
         return await self.forward(request)
 
     async def api(self, request: HttpRequest, sub: str) -> HttpResponse:

@@ -34,8 +34,9 @@ or where dynwf's explorer API spec decides otherwise:
    as sent (wrangler shows a missing payload as ``{}``). A step's ``config`` holds the
    engine's defaults (retry delay 10000 ms; wrangler's local engine uses 1000), and
    the ``-N`` of a step name is dynwf's step count (sleeps count per name and duration).
-8. ``GET /cdn-cgi/explorer/api`` (OpenAPI document) and ``GET /local/workers``
-   (explorer UI) are not served: they answer the plain-text 404.
+8. ``GET /cdn-cgi/explorer/api`` (OpenAPI document) and ``GET /local/workers`` are not
+   served: they answer the plain-text 404. The explorer UI is dynwf's own, at
+   ``/cdn-cgi/explorer/`` (``dynwf.server._ui``), and reads only this API.
 9. Unexpected server errors are a 500 with code 10000 and a one-line message, as
    wrangler's ``app.onError``; the traceback goes to the ``dynwf.server`` log.
 
@@ -43,7 +44,11 @@ dynwf extensions: ``?tenant=<scope>`` on any route scopes instance calls to that
 tenant (an empty value is the default scope ``""``). Without it, lists and counts
 cover every tenant and an id is looked up in all of them: one match is used, several
 are a 400 asking for ``?tenant=``. Results carry ``tenant`` (list items, create,
-detail), per-step ``executions`` and ``replays``, and detail ``warnings``.
+detail), per-step ``executions`` and ``replays``, and detail ``warnings``. For the
+explorer UI's timeline the detail also carries ``passes`` (run passes so far),
+``events`` (every buffered event: ``type``, ``payload``, ``timestamp``, ``consumed``)
+and per step ``wake_at`` (an unfinished step's next timer: sleep end, retry, wait
+deadline; else null), plus ``sleep_ms`` on sleeps and ``event_type`` on waits.
 """
 
 from __future__ import annotations
