@@ -1,0 +1,1 @@
+"""``pyodide`` as a dispatcher imports it under dynwf: only ``pyodide.ffi`` is provided."""
