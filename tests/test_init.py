@@ -20,6 +20,7 @@ ROOT = Path(__file__).parent.parent
 PROJECT_FILES = {
     ".gitignore",
     "README.md",
+    "pyproject.toml",
     "pytest.ini",
     "src/entry.py",
     "tenants/approvals/worker.py",
