@@ -130,6 +130,9 @@ class WorkerLoader:
         # The platform worker this binding belongs to: (env, main module getter), set
         # around callbacks so the dispatcher's code sees its own env and exports.
         self.platform: tuple[Any, Callable[[], types.ModuleType | None]] | None = None
+        # For ids that name a code version ("tenant:version"): the id and code that
+        # replace a loaded one after a save, so hot reload moves it as it moves others.
+        self.successor: Callable[[str], tuple[str, dict[str, Any]] | None] | None = None
 
     def warm(self, delay: float = 0.0) -> None:
         """Start a spare isolate in the background (process isolation only)."""
@@ -155,10 +158,26 @@ class WorkerLoader:
         """Reload every loaded worker whose code changed: ``{id: error or None}``."""
         results: dict[str, str | None] = {}
         for id, stub in list(self._workers.items()):
+            moved = self.successor(id) if self.successor is not None else None
+            if moved is not None:
+                if moved[0] in self._workers:  # the new version is loaded already
+                    stub._interrupt_runs()  # its passes replay on it
+                    continue
+                id = self._rename(stub, *moved)
             outcome = await stub.reload()
             if outcome != "unchanged":
                 results[id] = None if outcome == "reloaded" else outcome
         return results
+
+    def _rename(self, stub: WorkerStub, new_id: str, update: dict[str, Any]) -> str:
+        """Load ``stub`` as ``new_id`` with ``update`` over its code: the dispatcher asks
+        for the new id next, and finds it loaded (or its load error)."""
+        del self._workers[stub.id]
+        stub.id = new_id
+        self._workers[new_id] = stub
+        base = dict(stub._code or {})
+        stub._get_code = lambda: JsObject({**base, **update})
+        return new_id
 
     def loaded(self) -> list[str]:
         return list(self._workers)

@@ -12,7 +12,7 @@ from typing import Any
 
 from dynwf.compat._jsobject import JsObject
 from dynwf.errors import ValidationError
-from dynwf.project._tenant_code import tenant_entries, tenant_ids
+from dynwf.project._tenant_code import MANIFEST, tenant_entries, tenant_ids
 
 TENANT_CODE_BINDING = "TENANT_CODE"
 
@@ -60,3 +60,24 @@ def _kind(options: Any) -> str:
         return options
     opts = options.to_py() if isinstance(options, JsObject) else dict(options)
     return str(opts.get("type") or "text")
+
+
+def newer_version(project_root: Path, loader_id: str) -> tuple[str, dict[str, Any]] | None:
+    """For a loader id ``"<tenant>:<version>"`` whose tenant's code changed since: the new
+    id and the code to load for it (``mainModule``, ``modules`` as the dispatcher makes
+    them). ``None`` for any other id, or if the code is unchanged."""
+    tenant, sep, version = loader_id.rpartition(":")
+    if not sep or len(version) != 16 or tenant not in tenant_ids(project_root):
+        return None
+    entries = tenant_entries(project_root, tenant)
+    manifest = json.loads(entries[f"{tenant}/{MANIFEST}"])
+    if manifest["version"] == version:
+        return None
+    modules: dict[str, Any] = {}
+    for name in manifest["modules"]:
+        text = entries[f"{tenant}/{name}"]
+        modules[name] = text if name.endswith(".py") else {"text": text}
+    return f"{tenant}:{manifest['version']}", {
+        "mainModule": manifest["mainModule"],
+        "modules": modules,
+    }

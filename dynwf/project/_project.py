@@ -21,7 +21,7 @@ from dynwf.dispatch._api import PlatformExports, current_main
 from dynwf.dispatch._loader import Isolation
 from dynwf.engine import Engine, EntrypointProgram, Workflow
 from dynwf.errors import DynwfError
-from dynwf.project._kv import TENANT_CODE_BINDING, TenantCodeNamespace
+from dynwf.project._kv import TENANT_CODE_BINDING, TenantCodeNamespace, newer_version
 from dynwf.workers import Request, Response, install
 from dynwf.workers._context import ExecutionContext
 
@@ -168,6 +168,8 @@ class Project:
             # Where a deployed dispatcher reads tenant code (a KV namespace), served from
             # the tenants/ folder as it is at each read.
             setattr(self.env, TENANT_CODE_BINDING, TenantCodeNamespace(self.root))
+            for loader in self.loaders.values():
+                loader.successor = lambda id: newer_version(self.root, id)
         current_env.set(self.env)
         self._bind(main)
         current_main.set(lambda: self.main)
