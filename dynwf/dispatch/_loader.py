@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from dynwf.compat._jsobject import JsMap, JsObject
-from dynwf.compat.pyodide.ffi import JsDoubleProxy
+from dynwf.compat.pyodide_ffi import JsDoubleProxy
 from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main, deprecated
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._wire import ConnectionLost, RemoteError

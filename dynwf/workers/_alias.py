@@ -23,7 +23,7 @@ _EAGER = {"workers": "dynwf.workers", "workers.workflows": "dynwf.workers.workfl
 _LAZY = {
     "js": "dynwf.compat.js",
     "pyodide": "dynwf.compat.pyodide",
-    "pyodide.ffi": "dynwf.compat.pyodide.ffi",
+    "pyodide.ffi": "dynwf.compat.pyodide_ffi",
     "dynamic_workflows": "dynwf.compat.dynamic_workflows",
 }
 _TARGETS = {**_EAGER, **_LAZY}

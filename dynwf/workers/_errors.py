@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynwf.compat.pyodide.ffi import JsException
+from dynwf.compat.pyodide_ffi import JsException
 from dynwf.workers.workflows import NonRetryableError
 
 _REBUILT: dict[str, type[Exception]] = {

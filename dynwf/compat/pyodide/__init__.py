@@ -1,1 +1,0 @@
-"""``pyodide`` as a dispatcher imports it under dynwf: only ``pyodide.ffi`` is provided."""
