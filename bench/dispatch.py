@@ -4,7 +4,7 @@ Run ``.venv/bin/python bench/dispatch.py [--quick] [--only cold,steps,reload,sca
 [--max-isolates N] [--json]``. Each scenario runs in a fresh subprocess (this script
 re-invokes itself with ``--scenario``) on a generated platform project in a fresh temp
 dir: ``wrangler.toml``, a dispatcher ``src/entry.py`` (the same shape as
-tests/fixtures/project_two_tenants: ``env.LOADER.get(tenant, get_code)`` reading
+tests/fixtures/project_two_tenants: ``env.LOADER.get(tenant, create_proxy(get_code))`` reading
 ``tenants/<id>/worker.py``) and one folder per tenant. The engine journals to a DuckDB
 file (``durability="process"``) and runs on the system clock.
 
@@ -61,7 +61,7 @@ from typing import Any
 
 import _harness as harness
 
-from dynwf.dispatch import wrap_workflow_binding
+from dynwf.dispatch import tenant_binding
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, _cpu_ms, spawn
 from dynwf.project import Project, ReloadResult, watch
 from dynwf.workers import Request
@@ -86,29 +86,40 @@ ENTRY = '''\
 
 from pathlib import Path
 
+from js import Object
+from pyodide.ffi import create_proxy, to_js
 from workers import WorkerEntrypoint
 
-from dynwf.dispatch import create_dynamic_workflow_entrypoint, wrap_workflow_binding
+from dynamic_workflows import (
+    DynamicWorkflowBinding,
+    create_dynamic_workflow_entrypoint,
+    wrap_workflow_binding,
+)
+
+__all__ = ["Default", "DynamicWorkflow", "DynamicWorkflowBinding"]
 
 TENANTS = Path(__file__).resolve().parent.parent / "tenants"
 
 
-def tenant_code(tenant, env):
+def tenant_code(tenant):
     folder = TENANTS / tenant
-    return {
-        "compatibilityDate": "2026-04-01",
-        "mainModule": "worker.py",
-        "modules": {p.name: p.read_text() for p in sorted(folder.glob("*.py"))},
-        "env": {"TENANT": tenant, "WORKFLOWS": wrap_workflow_binding({"tenantId": tenant}, env=env)},
-    }
+    return to_js(
+        {
+            "compatibilityDate": "2026-04-01",
+            "mainModule": "worker.py",
+            "modules": {p.name: p.read_text() for p in sorted(folder.glob("*.py"))},
+            "env": {"TENANT": tenant, "WORKFLOWS": wrap_workflow_binding({"tenantId": tenant})},
+        },
+        dict_converter=Object.fromEntries,
+    )
 
 
 def tenant_worker(tenant, env):
-    return env.LOADER.get(tenant, lambda: tenant_code(tenant, env))
+    return env.LOADER.get(tenant, create_proxy(lambda: tenant_code(tenant)))
 
 
 def load_runner(ctx):
-    return tenant_worker(ctx["metadata"]["tenantId"], ctx["env"]).get_entrypoint("TenantWorkflow")
+    return tenant_worker(ctx["metadata"]["tenantId"], ctx["env"]).getEntrypoint("TenantWorkflow")
 
 
 DynamicWorkflow = create_dynamic_workflow_entrypoint(load_runner)
@@ -117,7 +128,7 @@ DynamicWorkflow = create_dynamic_workflow_entrypoint(load_runner)
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         tenant = request.url.split("://", 1)[-1].split("/")[1]
-        return await tenant_worker(tenant, self.env).get_entrypoint().fetch(request)
+        return await tenant_worker(tenant, self.env).getEntrypoint().fetch(request.js_object)
 '''
 
 WORKER = """\
@@ -131,7 +142,7 @@ VERSION = {version}
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
         first = None
-        for k in range(event.payload["steps"]):
+        for k in range(event["payload"]["steps"]):
 
             @step.do(f"s{{k}}")
             async def s():
@@ -174,7 +185,7 @@ async def _open(tmp: Path, name: str, tenants: int, **kw: Any) -> Project:
 
 async def _first_step_ns(p: Project, tenant: str, steps: int = 1) -> tuple[int, int]:
     """Create one instance for ``tenant``; (create call ns, first step start ns)."""
-    b = wrap_workflow_binding({"tenantId": tenant}, env=p.env)
+    b = tenant_binding(p.env, {"tenantId": tenant})
     t0 = time.monotonic_ns()
     inst = await b.create({"params": {"steps": steps}})
     await p.engine.wait_until_idle(timeout=120)
@@ -293,7 +304,7 @@ async def scenario_cold(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
             warm.append(_ms(first - t0))
         await asyncio.sleep(gap)
         names = [_tenant(spaced + k) for k in range(burst)]
-        bindings = [wrap_workflow_binding({"tenantId": t}, env=p.env) for t in names]
+        bindings = [tenant_binding(p.env, {"tenantId": t}) for t in names]
         t0 = time.monotonic_ns()
         insts = await asyncio.gather(*(b.create({"params": {"steps": 1}}) for b in bindings))
         await p.engine.wait_until_idle(timeout=120)
@@ -343,7 +354,7 @@ async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
         for _ in range(repeats):
             for m in STEP_MODES:
                 p = projects[m]
-                b = wrap_workflow_binding({"tenantId": _tenant(0)}, env=p.env)
+                b = tenant_binding(p.env, {"tenantId": _tenant(0)})
                 c0, cpu0, iso0 = p.engine.commits, time.process_time(), _isolate_cpu_ms(p)
                 t0 = time.perf_counter()
                 inst = await b.create({"params": {"steps": steps}})
@@ -427,7 +438,7 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
             for start in range(0, n, 100):
                 await asyncio.gather(
                     *(
-                        wrap_workflow_binding({"tenantId": _tenant(k)}, env=p.env).create(
+                        tenant_binding(p.env, {"tenantId": _tenant(k)}).create(
                             {"params": {"steps": 3}}
                         )
                         for k in range(start, min(start + 100, n))

@@ -40,7 +40,7 @@ async def measure(steps: int, mode: str, spin: bool, out: Path) -> None:
     import dispatch as bench
     import sitecustomize as trace  # bench/_trace's, loaded at start (see main)
 
-    from dynwf.dispatch import wrap_workflow_binding
+    from dynwf.dispatch import tenant_binding
 
     p = await bench._open(out, mode, 1, isolation=mode)
     p.loaders["LOADER"].spin = spin
@@ -48,7 +48,7 @@ async def measure(steps: int, mode: str, spin: bool, out: Path) -> None:
         await bench._first_step_ns(p, bench._tenant(0), 20)
         await asyncio.sleep(0.3)  # the spare isolate boots before, not during, the run
         trace.RECORD.clear()
-        b = wrap_workflow_binding({"tenantId": bench._tenant(0)}, env=p.env)
+        b = tenant_binding(p.env, {"tenantId": bench._tenant(0)})
         t0 = time.monotonic_ns()
         await b.create({"params": {"steps": steps}})
         await p.engine.wait_until_idle(timeout=300)

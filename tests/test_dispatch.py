@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
 from dynwf.dispatch._isolate import discard
 from dynwf.engine import ManualClock, TimeControl
 from dynwf.errors import InstanceNotFoundError
@@ -78,7 +78,7 @@ async def post(p: Project, tenant: str, body: dict[str, Any]) -> Any:
 
 
 def binding(p: Project, tenant: str) -> TenantWorkflowBinding:
-    return wrap_workflow_binding({"tenantId": tenant}, env=p.env)
+    return tenant_binding(p.env, {"tenantId": tenant})
 
 
 @pytest.mark.parametrize("isolation", ["process", "inline"])
@@ -200,7 +200,7 @@ async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> Non
     await post(p, "globex", {"id": "g", "params": {"name": "gus"}})
     await p.engine.wait_until_idle(timeout=30)
     loader = p.loaders["LOADER"]
-    live = [w for w in loader.loaded() if loader.get(w, lambda: {})._isolate is not None]
+    live = [w for w in loader.loaded() if loader._workers[w]._isolate is not None]
     assert len(live) <= 1
     for tenant, id in (("acme", "a"), ("globex", "g")):
         assert (await (await binding(p, tenant).get(id)).status())["status"] == "complete"
@@ -282,7 +282,7 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
         "do:fatal#1": (1, 0, 1),
     }, runs
     if mode != "inline":
-        iso = loader.get("mixed", lambda: {})._isolate
+        iso = loader._workers["mixed"]._isolate
         assert iso is not None
         conn = iso.conn
         # The engine spun for the isolate's next message after answering its steps.

@@ -20,6 +20,7 @@ ROOT = Path(__file__).parent.parent
 PROJECT_FILES = {
     ".gitignore",
     "README.md",
+    "pyproject.toml",
     "pytest.ini",
     "src/entry.py",
     "tenants/approvals/worker.py",
@@ -224,3 +225,28 @@ def test_pyproject_lists_every_dynwf_subpackage() -> None:
         "dynwf._templates",
     }
     assert listed == on_disk, f"add to / remove from [tool.setuptools] packages: {listed ^ on_disk}"
+
+
+def test_scaffold_deployed_code_imports_no_dynwf(tmp_path: Path) -> None:
+    # src/ and tenants/ are what Cloudflare runs (the dispatcher via pywrangler deploy,
+    # tenants from TENANT_CODE): no dynwf module exists there.
+    import ast
+
+    init_project(tmp_path)
+    add_tenant(tmp_path, "acme")
+    deployed = sorted([*tmp_path.glob("src/**/*.py"), *tmp_path.glob("tenants/**/*.py")])
+    assert len(deployed) == 5
+    for path in deployed:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                else []
+            )  # fmt: skip
+            assert not any(n.split(".")[0] == "dynwf" for n in names), path
+    entry = (tmp_path / "src" / "entry.py").read_text()
+    assert "from dynamic_workflows import" in entry and '"DynamicWorkflowBinding"' in entry
+    pyproject = tomllib.loads((tmp_path / "pyproject.toml").read_text())
+    assert "workers-py" in pyproject["dependency-groups"]["dev"]
+    wrangler = tomllib.loads((tmp_path / "wrangler.toml").read_text())
+    assert wrangler["kv_namespaces"][0]["binding"] == "TENANT_CODE"

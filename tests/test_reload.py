@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.dispatch import wrap_workflow_binding
+from dynwf.dispatch import tenant_binding
 from dynwf.engine import ManualClock
 from dynwf.project import Project, ReloadResult, reload_now, watch
 from dynwf.workers import Request
@@ -41,7 +41,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 async def start(p: Project, id: str) -> Any:
-    b = wrap_workflow_binding({"tenantId": "acme"}, env=p.env)
+    b = tenant_binding(p.env, {"tenantId": "acme"})
     inst = await b.create({"id": id, "params": {"name": "ann"}})
     await p.engine.wait_until_idle(timeout=30)
     return inst
@@ -79,11 +79,11 @@ async def test_reload_moves_a_running_pass_at_its_next_step(
     gate = tmp_path / "gate"
     edit(
         acme(project),
-        '            return greeting(event.payload["name"])',
+        '            return greeting(event["payload"]["name"])',
         f"            import asyncio, os\n            while not os.path.exists({str(gate)!r}):\n"
-        '                await asyncio.sleep(0.01)\n            return greeting(event.payload["name"])',
+        '                await asyncio.sleep(0.01)\n            return greeting(event["payload"]["name"])',
     )
-    b = wrap_workflow_binding({"tenantId": "acme"}, env=project.env)
+    b = tenant_binding(project.env, {"tenantId": "acme"})
     inst = await b.create({"id": "r", "params": {"name": "ann"}})
     while (
         "do:hello#1"
@@ -118,7 +118,7 @@ async def test_reload_syntax_error_keeps_last_good_and_parks_instances(project: 
     )
     assert r.status == 200  # the last good version still answers requests
     await project.engine.wait_until_idle(timeout=30)
-    during = await wrap_workflow_binding({"tenantId": "acme"}, env=project.env).get("during")
+    during = await tenant_binding(project.env, {"tenantId": "acme"}).get("during")
     assert (await during.status())["status"] == "waiting"  # parked, not errored
     await finish(project)
     assert (await first.status())["status"] == "waiting"
@@ -168,7 +168,7 @@ async def test_reload_dispatcher_change_serves_next_request(project: Project) ->
 
 async def test_reload_of_one_tenant_leaves_the_others_loaded_as_they_are(project: Project) -> None:
     await start(project, "a")
-    globex = wrap_workflow_binding({"tenantId": "globex"}, env=project.env)
+    globex = tenant_binding(project.env, {"tenantId": "globex"})
     await globex.create({"id": "g", "params": {"name": "gus"}})
     await project.engine.wait_until_idle(timeout=30)
     loader = project.loaders["LOADER"]

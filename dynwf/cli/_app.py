@@ -52,6 +52,9 @@ def config_failure(exc: Exception) -> typer.Exit:
 
 def main() -> None:
     from dynwf.cli import _commands  # noqa: F401  (registers the commands)
+    from dynwf.dispatch._api import show_deprecations
+
+    show_deprecations()
 
     try:
         app()

@@ -21,11 +21,14 @@ from dynwf.scaffold import (
 
 _HELP = (
     "Create a dynwf platform project in DIR (default: here), or add a tenant to one.\n\n"
-    "A project is a wrangler.toml (a Worker Loader LOADER and one workflow WORKFLOWS "
-    "served by DynamicWorkflow), the dispatcher src/entry.py that routes /<tenant>/... "
-    "and every workflow step to tenants/<tenant>/worker.py, two example tenants "
+    "A project is a wrangler.toml (a Worker Loader LOADER, one workflow WORKFLOWS "
+    "served by DynamicWorkflow, the KV namespace TENANT_CODE), the dispatcher "
+    "src/entry.py that routes /<tenant>/... and every workflow step to the tenant's code "
+    "(dynwf serves TENANT_CODE from tenants/<tenant>/), two example tenants "
     "(approvals: sleep, then wait for an event; payments: a flaky step with retries), "
-    "pytest tests using dynwf.testing, a README and a .gitignore.\n\n"
+    "pytest tests using dynwf.testing, a pyproject.toml for pywrangler, a README and a "
+    ".gitignore. The dispatcher and tenants are Cloudflare's Python as it is: no dynwf "
+    "import.\n\n"
     "With --tenant NAME it adds tenants/NAME/worker.py and tests/test_NAME.py to the "
     "project in DIR instead. Existing files are never overwritten: they are skipped and listed."
 )

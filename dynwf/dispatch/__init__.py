@@ -1,5 +1,9 @@
 """Dynamic dispatch: the dispatcher API, the Worker Loader, isolates, tenant scoping, reload.
 
+Dispatcher code imports ``dynamic_workflows`` (Cloudflare's names, see ``dynwf.compat``);
+``wrap_workflow_binding``, ``create_dynamic_workflow_entrypoint`` and ``dispatch_workflow``
+here are dynwf's older forms, kept one release with a DeprecationWarning.
+
 Names are imported on first use (PEP 562), so a process that needs one part
 (an isolate needs the tenant-side step code) does not load the rest (the journal, DuckDB).
 """
@@ -16,6 +20,7 @@ if TYPE_CHECKING:
         create_dynamic_workflow_entrypoint,
         current_env,
         dispatch_workflow,
+        tenant_binding,
         wrap_workflow_binding,
     )
     from dynwf.dispatch._envelope import ENVELOPE_KEY, scope_of
@@ -36,6 +41,7 @@ _WHERE = {
     "current_env": "dynwf.dispatch._api",
     "dispatch_workflow": "dynwf.dispatch._api",
     "scope_of": "dynwf.dispatch._envelope",
+    "tenant_binding": "dynwf.dispatch._api",
     "wrap_workflow_binding": "dynwf.dispatch._api",
 }
 
@@ -52,6 +58,7 @@ __all__ = [
     "current_env",
     "dispatch_workflow",
     "scope_of",
+    "tenant_binding",
     "wrap_workflow_binding",
 ]
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import os
 import resource
 import socket
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, RemoteError
-from dynwf.engine._step import DoBegin, EventDict, Outcome, Step, error_from_dict
+from dynwf.engine._step import DoBegin, Outcome, Step, error_from_dict
 from dynwf.workers import Request, install
+from dynwf.workers._context import ExecutionContext
+from dynwf.workers._errors import error_as_on_cloudflare
+from dynwf.workers._event import TenantEvent
 
 # How long an isolate spins for the engine's answer to a do_begin (the commit of the
 # attempt fact: about 0.5 ms here, 1 ms with fsync) while the engine says it may.
@@ -181,10 +186,17 @@ class Worker:
         # The engine made this folder and removes it when this process exits.
         given = os.environ.get("DYNWF_ISOLATE_ROOT")
         root = Path(given) if given else Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
-        for name, source in code["modules"].items():
+        for name, module in code["modules"].items():
             path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(source)
+            if isinstance(module, str):
+                path.write_text(module)
+            elif "text" in module:
+                path.write_text(module["text"])
+            elif "json" in module:
+                path.write_text(json.dumps(module["json"]))
+            else:
+                path.write_bytes(bytes.fromhex(module["data"]))
         sys.path.insert(0, str(root))  # this process belongs to one tenant: no sharing
         main = code["mainModule"]
         self.compatibility_date = code.get("compatibilityDate") or self.compatibility_date
@@ -206,13 +218,16 @@ class Worker:
     async def run(self, msg: dict[str, Any]) -> Any:
         assert self.conn is not None
         cls = getattr(self.module, msg["cls"])
-        event = EventDict(msg["event"])
-        from datetime import datetime
-
-        event["timestamp"] = datetime.fromisoformat(event["timestamp"])
-        step = Step(RemoteHost(self.conn, msg["run"], self.compatibility_date))
+        # As Cloudflare's tenant runtime gives it: a plain dict, a naive timestamp.
+        event = TenantEvent(msg["event"])
+        if isinstance(event.get("timestamp"), str):
+            event["timestamp"] = datetime.fromisoformat(event["timestamp"])
+        step = Step(
+            RemoteHost(self.conn, msg["run"], self.compatibility_date),
+            rebuild=error_as_on_cloudflare,
+        )
         try:
-            return await cls(None, self.env).run(event, step)
+            return await cls(ExecutionContext(), self.env).run(event, step)
         finally:
             step.close()
 
@@ -223,7 +238,7 @@ class Worker:
         )
         cls = getattr(self.module, msg.get("cls") or "Default", None)
         if cls is not None:
-            response = await cls(None, self.env).fetch(request)
+            response = await cls(ExecutionContext(), self.env).fetch(request)
         else:
             response = await self.module.on_fetch(request, self.env)
         return {"status": response.status, "headers": response.headers, "body": response.body.hex()}

@@ -1,8 +1,9 @@
 """The Worker Loader (``env.LOADER``): load a tenant's code by id, cache it, run it isolated.
 
-``get(id, get_code)`` returns the cached worker for ``id``; ``get_code()`` is called
-only when the id is not cached (first use, or after an eviction), and returns
-``{"compatibilityDate", "mainModule", "modules": {name: source}, "env"}``. Each
+``get(id, create_proxy(get_code))`` returns the cached worker for ``id``; ``get_code()``
+is called only when the id is not cached (first use, or after an eviction), and returns
+``to_js({"compatibilityDate", "mainModule", "modules", "env"}, dict_converter=Object.fromEntries)``
+with ``modules`` ``{name: source}`` or ``{name: {"py"|"text"|"json"|"data": ...}}``. Each
 loaded worker runs in its own OS process (``isolation="process"``); ``"inline"``
 runs it in the engine's process so breakpoints work.
 """
@@ -22,7 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from dynwf.dispatch._api import TenantWorkflowBinding
+from dynwf.compat._jsobject import JsMap, JsObject
+from dynwf.compat.pyodide_ffi import JsDoubleProxy
+from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main, deprecated
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
@@ -30,6 +33,9 @@ from dynwf.engine import Step, WorkflowBinding
 from dynwf.engine._pass import PassInterrupted, PassParked
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
+from dynwf.workers._context import ExecutionContext
+from dynwf.workers._errors import error_as_on_cloudflare
+from dynwf.workers._http import JsRequest
 
 log = logging.getLogger("dynwf.dispatch")
 Isolation = Literal["process", "inline"]
@@ -48,6 +54,20 @@ class CodeLoadError(DynwfError):
 
 
 def _check_code(id: str, code: Any) -> dict[str, Any]:
+    if isinstance(code, JsMap):
+        raise ValidationError(
+            f"get_code() for worker {id!r} returned a JS Map: the Worker Loader reads fields "
+            "of an object, so convert with to_js(code, dict_converter=Object.fromEntries)"
+        )
+    if isinstance(code, JsObject):
+        code = code.to_py()
+    elif isinstance(code, Mapping):
+        deprecated(
+            "returning a Python dict from the Worker Loader callback",
+            "return to_js({...}, dict_converter=Object.fromEntries) "
+            "(from pyodide.ffi import to_js; from js import Object)",
+            stacklevel=2,
+        )
     if not isinstance(code, Mapping):
         raise ValidationError(
             f"get_code() for worker {id!r} must return a dict, got {type(code).__name__}"
@@ -60,7 +80,30 @@ def _check_code(id: str, code: Any) -> dict[str, Any]:
         raise ValidationError(
             f"get_code() for worker {id!r}: mainModule {code['mainModule']!r} is not in modules"
         )
-    return dict(code)
+    return {**code, "modules": {n: _module(id, n, m) for n, m in modules.items()}}
+
+
+_MODULE_KINDS = ("py", "text", "json", "data")
+
+
+def _module(id: str, name: str, module: Any) -> Any:
+    """A module as sent to the isolate: Python source as a string, else ``{kind: value}``."""
+    if isinstance(module, str):
+        return module
+    if isinstance(module, Mapping) and len(module) == 1:
+        ((kind, value),) = module.items()
+        if kind == "py" and isinstance(value, str):
+            return value
+        if kind == "text" and isinstance(value, str):
+            return {"text": value}
+        if kind == "json":
+            return {"json": value}
+        if kind == "data" and isinstance(value, (bytes, bytearray, memoryview)):
+            return {"data": bytes(value).hex()}
+    raise ValidationError(
+        f"get_code() for worker {id!r}: module {name!r} must be source text or one of "
+        + ", ".join(f'{{"{k}": ...}}' for k in _MODULE_KINDS)
+    )
 
 
 class WorkerLoader:
@@ -85,6 +128,12 @@ class WorkerLoader:
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
         self._background: set[asyncio.Task[None]] = set()
+        # The platform worker this binding belongs to: (env, main module getter), set
+        # around callbacks so the dispatcher's code sees its own env and exports.
+        self.platform: tuple[Any, Callable[[], types.ModuleType | None]] | None = None
+        # For ids that name a code version ("tenant:version"): the id and code that
+        # replace a loaded one after a save, so hot reload moves it as it moves others.
+        self.successor: Callable[[str], tuple[str, dict[str, Any]] | None] | None = None
 
     def warm(self, delay: float = 0.0) -> None:
         """Start a spare isolate in the background (process isolation only)."""
@@ -92,6 +141,11 @@ class WorkerLoader:
             self._pool.warm(delay)
 
     def get(self, id: str, get_code: GetCode) -> WorkerStub:
+        if not isinstance(get_code, JsDoubleProxy):
+            deprecated(
+                "env.LOADER.get(id, <a Python callable>)",
+                "env.LOADER.get(id, create_proxy(get_code)) (from pyodide.ffi import create_proxy)",
+            )
         stub = self._workers.get(id)
         if stub is None:
             stub = WorkerStub(self, id, get_code)
@@ -105,10 +159,26 @@ class WorkerLoader:
         """Reload every loaded worker whose code changed: ``{id: error or None}``."""
         results: dict[str, str | None] = {}
         for id, stub in list(self._workers.items()):
+            moved = self.successor(id) if self.successor is not None else None
+            if moved is not None:
+                if moved[0] in self._workers:  # the new version is loaded already
+                    stub._interrupt_runs()  # its passes replay on it
+                    continue
+                id = self._rename(stub, *moved)
             outcome = await stub.reload()
             if outcome != "unchanged":
                 results[id] = None if outcome == "reloaded" else outcome
         return results
+
+    def _rename(self, stub: WorkerStub, new_id: str, update: dict[str, Any]) -> str:
+        """Load ``stub`` as ``new_id`` with ``update`` over its code: the dispatcher asks
+        for the new id next, and finds it loaded (or its load error)."""
+        del self._workers[stub.id]
+        stub.id = new_id
+        self._workers[new_id] = stub
+        base = dict(stub._code or {})
+        stub._get_code = lambda: JsObject({**base, **update})
+        return new_id
 
     def loaded(self) -> list[str]:
         return list(self._workers)
@@ -193,16 +263,30 @@ class WorkerStub:
         self._runs: dict[str, Any] = {}
         self.broken: str | None = None  # the load error of the newest code, if it failed
 
-    def get_entrypoint(self, name: str | None = None) -> EntrypointStub:
+    def getEntrypoint(self, name: str | None = None, options: Any = None) -> EntrypointStub:
         return EntrypointStub(self, name)
 
-    getEntrypoint = get_entrypoint
+    def get_entrypoint(self, name: str | None = None) -> EntrypointStub:
+        deprecated("stub.get_entrypoint(name)", "stub.getEntrypoint(name)")
+        return EntrypointStub(self, name)
+
+    async def _call_get_code(self) -> Any:
+        """Call the dispatcher's callback as the platform worker (its env, its exports)."""
+        platform = self.loader.platform
+        if platform is None:
+            code = self._get_code()
+            return await code if inspect.isawaitable(code) else code
+        env_token = current_env.set(platform[0])
+        main_token = current_main.set(platform[1])
+        try:
+            code = self._get_code()
+            return await code if inspect.isawaitable(code) else code
+        finally:
+            current_main.reset(main_token)
+            current_env.reset(env_token)
 
     async def _fresh_code(self) -> dict[str, Any]:
-        code = self._get_code()
-        if inspect.isawaitable(code):
-            code = await code
-        return _check_code(self.id, code)
+        return _check_code(self.id, await self._call_get_code())
 
     async def reload(self) -> str:
         """Load the worker's current code; "unchanged", "reloaded" or the load error.
@@ -253,10 +337,7 @@ class WorkerStub:
 
     async def _code_dict(self) -> dict[str, Any]:
         if self._code is None:
-            code = self._get_code()
-            if inspect.isawaitable(code):
-                code = await code
-            self._code = _check_code(self.id, code)
+            self._code = _check_code(self.id, await self._call_get_code())
             self.loader.loads += 1
         return self._code
 
@@ -455,9 +536,13 @@ class EntrypointStub:
             env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
             token = f"r{next(_runs)}"
             w._runs[token] = (step.host, None)
+            # The tenant's own step object, as in an isolate: errors as Cloudflare's SDK
+            # rebuilds them.
+            own = Step(step.host, rebuild=error_as_on_cloudflare)
             try:
-                return await cls(None, env).run(event, step)
+                return await cls(ExecutionContext(), env).run(event, own)
             finally:
+                own.close()
                 w._runs.pop(token, None)
         try:
             iso = await w.isolate()
@@ -499,7 +584,14 @@ class EntrypointStub:
             for task in run_tasks(step.host):
                 task.cancel()
 
-    async def fetch(self, request: Request) -> Response:
+    async def fetch(self, request: Request | JsRequest) -> Response:
+        if isinstance(request, JsRequest):
+            request = request.request
+        else:
+            deprecated(
+                "entrypoint.fetch(request) with the Python Request",
+                "entrypoint.fetch(request.js_object)",
+            )
         w = self.worker
         if w.loader.isolation == "inline":
             await w._code_dict()
@@ -507,7 +599,7 @@ class EntrypointStub:
             env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
             cls = getattr(module, self.name or "Default", None)
             if cls is not None:
-                return await cls(None, env).fetch(request)  # type: ignore[no-any-return]
+                return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]
             return await module.on_fetch(request, env)  # type: ignore[no-any-return]
         iso = await w.isolate()
         body = await request.bytes()
@@ -601,7 +693,7 @@ def _load_inline(id: str, code: Mapping[str, Any]) -> types.ModuleType:
     """
     prefix = f"_dynwf_worker_{abs(hash(id)):x}"
     modules: dict[str, types.ModuleType] = {}
-    sources = {n[:-3] if n.endswith(".py") else n: s for n, s in code["modules"].items()}
+    sources = {n[:-3]: s for n, s in code["modules"].items() if n.endswith(".py")}
 
     class _Finder:
         @staticmethod

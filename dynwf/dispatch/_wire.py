@@ -280,5 +280,8 @@ def _log_one_way(msg: dict[str, Any], exc: BaseException) -> None:
 def error_data(exc: BaseException) -> dict[str, str]:
     from dynwf.workers.workflows import NonRetryableError
 
-    name = "NonRetryableError" if isinstance(exc, NonRetryableError) else type(exc).__name__
-    return {"name": name, "message": str(exc)}
+    if isinstance(exc, NonRetryableError):
+        return {"name": "NonRetryableError", "message": str(exc)}
+    from dynwf.engine._step import error_to_dict
+
+    return dict(error_to_dict(exc))

@@ -64,6 +64,15 @@ class WorkflowBinding:
 
     createBatch = create_batch
 
+    def other_scopes_with(self, id: str) -> list[str]:
+        """Other tenant scopes of this workflow that hold an instance ``id`` (a scan: the
+        dispatcher calls it only for ids a tenant chose)."""
+        return sorted(
+            scope
+            for (workflow, scope, other) in self._engine._index
+            if other == id and workflow == self.workflow and scope != self.scope
+        )
+
 
 def _merge(options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     if options is not None and not isinstance(options, Mapping):

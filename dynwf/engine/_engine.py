@@ -60,7 +60,10 @@ class EntrypointProgram:
     """Runs a ``WorkflowEntrypoint`` subclass in this process, a fresh object per pass."""
 
     def __init__(self, cls: type[Any], env: Any = None, ctx: Any = None) -> None:
-        self.cls, self.env, self.ctx = cls, env, ctx
+        from dynwf.workers._context import ExecutionContext
+
+        # Cloudflare never gives an entrypoint ctx=None.
+        self.cls, self.env, self.ctx = cls, env, ctx if ctx is not None else ExecutionContext()
 
     async def run(self, event: EventDict, host: StepHost) -> Any:
         step = Step(host)

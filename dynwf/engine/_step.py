@@ -77,6 +77,10 @@ _REBUILT: dict[str, type[Exception]] = {
 
 
 def error_to_dict(exc: BaseException) -> ErrorDict:
+    js_name = getattr(exc, "name", None)
+    if type(exc).__name__ == "JsException" and isinstance(js_name, str):
+        # A step error that reached run() as Cloudflare delivers it: keep its own name.
+        return {"name": js_name, "message": str(getattr(exc, "message", ""))}
     return {"name": type(exc).__name__, "message": str(exc)}
 
 
@@ -139,8 +143,13 @@ class _Declared:
 class Step:
     """The tenant-facing ``step``: ``do``, ``sleep``, ``sleep_until``, ``wait_for_event``."""
 
-    def __init__(self, host: StepHost) -> None:
+    def __init__(
+        self, host: StepHost, *, rebuild: Callable[[ErrorDict], Exception] | None = None
+    ) -> None:
         self._host = host
+        # How a journaled step error is raised to run(): by default as its own class;
+        # tenant code gets what Cloudflare's SDK rebuilds (dynwf.workers._errors).
+        self._rebuild = rebuild or error_from_dict
         self._counts: dict[tuple[str, ...], int] = {}
         self._declared: dict[str, _Declared] = {}
         self._legacy = host.compatibility_date < IMPLICIT_DEPS_SINCE
@@ -262,7 +271,7 @@ class Step:
         if begin[0] == "done":
             return begin[1]
         if begin[0] == "error":
-            raise error_from_dict(begin[1])
+            raise self._rebuild(begin[1])
         _, attempt, frozen, timeout_ms = begin
         ctx = EventDict(step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen)
         it = iter(values)
@@ -271,7 +280,7 @@ class Step:
         outcome = await self._host.do_end(key, attempt, ok, value, error, retryable)
         if outcome[0] == "done":
             return outcome[1]
-        raise error_from_dict(outcome[1])
+        raise self._rebuild(outcome[1])
 
     @staticmethod
     async def _gather(aws: list[Awaitable[Any]], concurrent: bool) -> list[Any]:
@@ -331,7 +340,7 @@ class Step:
         key = step_key("waitForEvent", name, count)
         outcome = await self._host.wait_for_event(key, name, count, event_type, timeout_ms)
         if outcome[0] == "error":
-            raise error_from_dict(outcome[1])
+            raise self._rebuild(outcome[1])
         ev = EventDict(outcome[1])
         ev["timestamp"] = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
         return ev

@@ -17,10 +17,13 @@ from typing import Any
 
 from dynwf.config import ProjectConfig, load_config
 from dynwf.dispatch import IsolateLimits, WorkerLoader, current_env
+from dynwf.dispatch._api import PlatformExports, current_main
 from dynwf.dispatch._loader import Isolation
 from dynwf.engine import Engine, EntrypointProgram, Workflow
 from dynwf.errors import DynwfError
+from dynwf.project._kv import TENANT_CODE_BINDING, TenantCodeNamespace, newer_version
 from dynwf.workers import Request, Response, install
+from dynwf.workers._context import ExecutionContext
 
 log = logging.getLogger("dynwf.project")
 
@@ -68,6 +71,7 @@ class Project:
         }
         self.main: types.ModuleType | None = None
         self._programs: dict[str, EntrypointProgram] = {}
+        self.exports = PlatformExports(self.env, lambda: self.main)
 
     @property
     def compatibility_date(self) -> str:
@@ -123,7 +127,9 @@ class Project:
                 )
             prog = self._programs.get(wf.name)
             if prog is None:
-                prog = self._programs[wf.name] = EntrypointProgram(cls, self.env)
+                prog = self._programs[wf.name] = EntrypointProgram(
+                    cls, self.env, ExecutionContext(exports=self.exports)
+                )
                 self.engine.register(
                     Workflow(
                         wf.name,
@@ -156,9 +162,17 @@ class Project:
         main = self.import_main()
         for name, loader in self.loaders.items():
             setattr(self.env, name, loader)
+            loader.platform = (self.env, lambda: self.main)
             loader.warm()
+        if (self.root / "tenants").is_dir() and not hasattr(self.env, TENANT_CODE_BINDING):
+            # Where a deployed dispatcher reads tenant code (a KV namespace), served from
+            # the tenants/ folder as it is at each read.
+            setattr(self.env, TENANT_CODE_BINDING, TenantCodeNamespace(self.root))
+            for loader in self.loaders.values():
+                loader.successor = lambda id: newer_version(self.root, id)
         current_env.set(self.env)
         self._bind(main)
+        current_main.set(lambda: self.main)
         for wf in self.config.workflows:
             setattr(self.env, wf.binding, self.engine.binding(wf.name))
         await self.engine.start()
@@ -179,10 +193,13 @@ class Project:
         """Hand an HTTP request to the dispatcher's ``Default.fetch``."""
         assert self.main is not None
         token = current_env.set(self.env)
+        main_token = current_main.set(lambda: self.main)
         try:
             cls = getattr(self.main, "Default", None)
             if cls is None:
                 return Response("the dispatcher defines no Default(WorkerEntrypoint)", status=500)
-            return await cls(None, self.env).fetch(request)  # type: ignore[no-any-return]
+            ctx = ExecutionContext(exports=self.exports)
+            return await cls(ctx, self.env).fetch(request)  # type: ignore[no-any-return]
         finally:
+            current_main.reset(main_token)
             current_env.reset(token)

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dynwf.dispatch import scope_of, wrap_workflow_binding
+from dynwf.dispatch import scope_of
+from dynwf.dispatch._api import show_deprecations, tenant_binding
 from dynwf.engine import Faults, InstanceState, StepState, TimeControl
 from dynwf.engine._states import FINISHED, Status
 from dynwf.errors import DynwfError
@@ -146,7 +147,7 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
     await project.start()
     try:
         if spec.create:
-            binding = wrap_workflow_binding(spec.metadata, binding_name=spec.binding, env=project.env)
+            binding = tenant_binding(project.env, spec.metadata, spec.binding)
             await binding.create({"id": spec.id, "params": spec.params})
         st = project.engine.lookup(spec.workflow, scope, spec.id)
         while True:
@@ -164,6 +165,7 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     spec = RunSpec.load(Path(argv[0]))
+    show_deprecations()
     try:
         result = asyncio.run(drive(spec))
     except DynwfError as exc:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dynwf.config import CONFIG_FILE_NAMES
-from dynwf.dispatch import TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.dispatch import TenantWorkflowBinding
+from dynwf.dispatch._api import tenant_binding
 from dynwf.engine import Engine
 from dynwf.errors import DynwfError
 from dynwf.project import Project
@@ -58,7 +59,7 @@ class ProjectHarness:
     ) -> TenantWorkflowBinding:
         """The binding tenant ``tenant_id`` gets (metadata defaults to ``{"tenantId": id}``)."""
         meta = metadata if metadata is not None else {"tenantId": tenant_id}
-        wrapped = wrap_workflow_binding(meta, binding_name=binding, env=self.env)
+        wrapped = tenant_binding(self.env, meta, binding)
 
         def evict(_st: Any) -> None:
             import asyncio

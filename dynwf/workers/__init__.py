@@ -2,7 +2,8 @@
 
 Names and shapes match Cloudflare's Python Workers SDK, so tenant code runs
 unchanged there. ``install()`` makes ``import workers`` resolve here even when
-Cloudflare's ``workers-runtime-sdk`` (type hints only) is installed too.
+Cloudflare's ``workers-runtime-sdk`` is installed too (it needs Pyodide's JS bridge),
+and ``js``, ``pyodide.ffi`` and ``dynamic_workflows`` resolve to ``dynwf.compat``.
 """
 
 from __future__ import annotations

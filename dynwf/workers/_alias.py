@@ -1,8 +1,12 @@
-"""Make ``import workers`` (and ``workers.workflows``) resolve to ``dynwf.workers``.
+"""Make ``import workers`` (and ``workers.workflows``) resolve to ``dynwf.workers``, and
+``js``, ``pyodide.ffi`` and ``dynamic_workflows`` to dynwf's stand-ins (``dynwf.compat``).
 
-Cloudflare's ``workers-runtime-sdk`` also ships a top-level ``workers`` module (for
-type hints, with no runtime). A finder placed first on ``sys.meta_path`` wins over
-it, and any copy of it already imported is replaced.
+Cloudflare's ``workers-runtime-sdk`` also ships a top-level ``workers`` module, and a
+dispatcher may vendor the real ``dynamic_workflows`` next to its main module: both
+need Pyodide's JS bridge, which CPython lacks. A finder placed first on
+``sys.meta_path`` wins over them, and a copy of ``workers`` already imported is
+replaced. Under Pyodide itself (``sys.platform == "emscripten"``) nothing is routed:
+the real modules are there.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
-_TARGETS = {"workers": "dynwf.workers", "workers.workflows": "dynwf.workers.workflows"}
+# Imported at once (a real ``workers`` may be imported already and must be replaced).
+_EAGER = {"workers": "dynwf.workers", "workers.workflows": "dynwf.workers.workflows"}
+# Imported when someone imports them (an isolate should not load the dispatcher side).
+_LAZY = {
+    "js": "dynwf.compat.js",
+    "pyodide": "dynwf.compat.pyodide",
+    "pyodide.ffi": "dynwf.compat.pyodide_ffi",
+    "dynamic_workflows": "dynwf.compat.dynamic_workflows",
+}
+_TARGETS = {**_EAGER, **_LAZY}
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -43,9 +56,15 @@ def installed() -> bool:
 
 def install() -> None:
     """Idempotently route ``workers`` imports to dynwf (safe to call often)."""
+    if sys.platform == "emscripten":
+        return  # Cloudflare's runtime: the real modules are there
     if not installed():
         sys.meta_path.insert(0, _AliasFinder())
-    for alias, real in _TARGETS.items():
+    for alias, real in _LAZY.items():
+        module = sys.modules.get(alias)
+        if module is not None and module.__name__ != real:
+            sys.modules[alias] = importlib.import_module(real)
+    for alias, real in _EAGER.items():
         module = sys.modules.get(alias)
         if module is None or module.__name__ != real:
             sys.modules[alias] = importlib.import_module(real)

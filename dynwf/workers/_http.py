@@ -30,6 +30,13 @@ class Request:
         self.headers = _header_items(headers)
         self._body = body.encode() if isinstance(body, str) else (body or b"")
 
+    @property
+    def js_object(self) -> JsRequest:
+        """The request as JS sees it: what ``stub.getEntrypoint().fetch(...)`` takes."""
+        return JsRequest(self)
+
+    _js_request = js_object
+
     async def bytes(self) -> bytes:
         return self._body
 
@@ -38,6 +45,23 @@ class Request:
 
     async def json(self) -> Any:
         return json.loads(self._body or b"null")
+
+
+class JsRequest:
+    """``request.js_object``: the JS Request behind a Python ``Request``."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    @property
+    def url(self) -> str:
+        return self.request.url
+
+    @property
+    def method(self) -> str:
+        return self.request.method
 
 
 class Response:

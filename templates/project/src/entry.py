@@ -5,69 +5,101 @@ Two ways in, one tenant lookup:
   HTTP   GET/POST /<tenant id>/...   ->  that tenant's Default.fetch (its own routes)
   steps  each pass of an instance    ->  that tenant's TenantWorkflow.run
 
-A tenant is a folder tenants/<tenant id>/ whose worker.py defines both classes.
-Tenants never see each other: each one's code runs in its own isolate (in dynwf,
-its own OS process), and its WORKFLOWS binding only reaches the instances it made.
+Tenant code lives in the KV namespace TENANT_CODE: "<tenant>/_manifest.json" lists a
+tenant's modules and its code version, "<tenant>/<file>" holds each file. `dynwf dev`,
+`dynwf run` and the tests serve it from tenants/<tenant>/ as the files are now; on
+Cloudflare, `dynwf build` writes it for `npx wrangler kv bulk put`.
+Tenants never see each other: each one's code runs in its own isolate (in dynwf, its
+own OS process), and its WORKFLOWS binding only reaches the instances it made.
+
+This file is Cloudflare's Python as it is: `pywrangler deploy` uploads it unchanged.
 """
 
+import json
 import re
-from pathlib import Path
 
+from js import Object
+from pyodide.ffi import create_proxy, to_js
 from workers import Response, WorkerEntrypoint
 
-from dynwf.dispatch import create_dynamic_workflow_entrypoint, wrap_workflow_binding
+# Cloudflare's Python Dynamic Workflows library. Deployed, it is vendored next to this
+# file (see README.md); under dynwf, dynwf provides it.
+from dynamic_workflows import (
+    DynamicWorkflowBinding,
+    create_dynamic_workflow_entrypoint,
+    wrap_workflow_binding,
+)
 
-# Where tenant code comes from. A deployed platform would read it from storage
-# (R2, KV, a database) instead; the dispatcher is the only place that changes.
-TENANTS = Path(__file__).resolve().parent.parent / "tenants"
+# What Cloudflare registers as this Worker's classes. DynamicWorkflowBinding must be
+# one of them: it is how each tenant's env.WORKFLOWS reaches the real workflow.
+__all__ = ["Default", "DynamicWorkflow", "DynamicWorkflowBinding"]
 
-# Tenant ids are path segments and cache keys: lowercase letters, digits and
+# Tenant ids are path segments and KV key prefixes: lowercase letters, digits and
 # hyphens, 1-63 characters. `dynwf init --tenant NAME` applies the same rule.
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 # The date tenant code is compiled against (the step.do(...) form depends on it).
 TENANT_COMPATIBILITY_DATE = "2026-04-01"
 
+# Tenant code already read from KV, by loader id ("<tenant>:<version>").
+_CODE = {}
+
 
 class UnknownTenant(LookupError):
     pass
 
 
-def get_code(tenant_id, env):
-    """The tenant's code and bindings, as the Worker Loader expects them."""
-    folder = TENANTS / tenant_id
-    return {
-        "compatibilityDate": TENANT_COMPATIBILITY_DATE,
-        "mainModule": "worker.py",
-        # Every .py file of the tenant is a module it can import (e.g. `import helpers`).
-        "modules": {p.name: p.read_text() for p in sorted(folder.glob("*.py"))},
-        # The tenant's env. Its WORKFLOWS is the platform's binding wrapped with the
-        # tenant id: instances it creates carry {"tenantId": ...}, which is how
-        # DynamicWorkflow below finds the tenant again on every step.
-        "env": {
-            "TENANT_ID": tenant_id,
-            "WORKFLOWS": wrap_workflow_binding({"tenantId": tenant_id}, env=env),
-        },
-    }
-
-
-def load_tenant(tenant_id, env):
-    """The tenant's worker stub; loaded once, then cached by id by the Worker Loader."""
+async def read_code(env, tenant_id):
+    """The tenant's loader id and modules; the id changes whenever its code changes."""
     if not isinstance(tenant_id, str) or not TENANT_ID.match(tenant_id):
         raise UnknownTenant(f"not a tenant id: {tenant_id!r}")
-    if not (TENANTS / tenant_id / "worker.py").is_file():
+    manifest = await env.TENANT_CODE.get(f"{tenant_id}/_manifest.json")
+    if not manifest:
         raise UnknownTenant(f"no tenant {tenant_id!r}")
-    # get_code runs only when the id is not cached (first use, after an eviction,
-    # or when `dynwf dev` sees the tenant's files change).
-    return env.LOADER.get(tenant_id, lambda: get_code(tenant_id, env))
+    manifest = json.loads(manifest)
+    loader_id = f"{tenant_id}:{manifest['version']}"
+    if loader_id not in _CODE:
+        modules = {}
+        for name in manifest["modules"]:
+            text = await env.TENANT_CODE.get(f"{tenant_id}/{name}")
+            modules[name] = {"py": text} if name.endswith(".py") else {"text": text}
+        _CODE[loader_id] = {"mainModule": manifest["mainModule"], "modules": modules}
+    return loader_id, _CODE[loader_id]
 
 
-def load_runner(ctx):
+async def load_tenant(env, tenant_id):
+    """The tenant's worker stub, loaded once per code version by the Worker Loader."""
+    loader_id, code = await read_code(env, tenant_id)
+
+    def get_code():
+        # Called only when loader_id is not cached: the first use of this version.
+        return to_js(
+            {
+                "compatibilityDate": TENANT_COMPATIBILITY_DATE,
+                "compatibilityFlags": ["python_workers"],
+                "mainModule": code["mainModule"],
+                "modules": code["modules"],
+                # The tenant's env. Its WORKFLOWS is the platform's binding wrapped with
+                # the tenant id: instances it creates carry {"tenantId": ...}, which is
+                # how DynamicWorkflow below finds the tenant again on every step.
+                "env": {
+                    "TENANT_ID": tenant_id,
+                    "WORKFLOWS": wrap_workflow_binding({"tenantId": tenant_id}),
+                },
+            },
+            dict_converter=Object.fromEntries,
+        )
+
+    return env.LOADER.get(loader_id, create_proxy(get_code))
+
+
+async def load_runner(ctx):
     """Called on every pass of every instance: which tenant code runs this step?
 
-    ctx["metadata"] is what get_code() wrapped into the tenant's binding.
+    ctx["metadata"] is what wrap_workflow_binding() put into the tenant's binding.
     """
-    return load_tenant(ctx["metadata"]["tenantId"], ctx["env"]).get_entrypoint("TenantWorkflow")
+    tenant = await load_tenant(ctx["env"], ctx["metadata"]["tenantId"])
+    return tenant.getEntrypoint("TenantWorkflow")
 
 
 # The class wrangler.toml names as the workflow's class_name.
@@ -81,10 +113,15 @@ class Default(WorkerEntrypoint):
         path = request.url.split("://", 1)[-1].partition("/")[2].split("?", 1)[0]
         tenant_id = path.split("/", 1)[0]
         if not tenant_id:
-            tenants = sorted(p.parent.name for p in TENANTS.glob("*/worker.py") if TENANT_ID.match(p.parent.name))
+            listing = await self.env.TENANT_CODE.list()
+            tenants = sorted(
+                key.name.split("/", 1)[0]
+                for key in listing.keys
+                if key.name.endswith("/_manifest.json")
+            )
             return Response.json({"tenants": tenants, "try": [f"/{t}/" for t in tenants]})
         try:
-            tenant = load_tenant(tenant_id, self.env)
+            tenant = await load_tenant(self.env, tenant_id)
         except UnknownTenant as exc:
             return Response.json({"error": str(exc)}, status=404)
-        return await tenant.get_entrypoint().fetch(request)
+        return await tenant.getEntrypoint().fetch(request.js_object)

@@ -5,12 +5,14 @@
   POST /approvals/expenses/<id>/decision   {"approved": true, "by": "max"}
 """
 
+import uuid
+
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
 
 
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
-        expense = event.payload
+        expense = event["payload"]  # the event is a plain dict
 
         @step.do()
         async def submit():
@@ -43,11 +45,11 @@ class Default(WorkerEntrypoint):
                 body = await request.json() or {}
                 if not isinstance(body.get("amount"), (int, float)) or not body.get("by"):
                     return Response.json({"error": 'send {"amount": number, "by": name}'}, status=400)
-                options = {"params": {"amount": body["amount"], "by": body["by"]}}
-                if body.get("id"):
-                    options["id"] = body["id"]
-                instance = await self.env.WORKFLOWS.create(options)
-                return Response.json({"id": instance.id}, status=201)
+                # The tenant picks the id, so it never reads it back from the handle.
+                expense_id = body.get("id") or f"exp-{uuid.uuid4().hex[:12]}"
+                params = {"amount": body["amount"], "by": body["by"]}
+                await self.env.WORKFLOWS.create({"id": expense_id, "params": params})
+                return Response.json({"id": expense_id}, status=201)
             case "GET", ["expenses", instance_id]:
                 instance = await _find(self.env, instance_id)
                 if instance is None:
@@ -59,7 +61,7 @@ class Default(WorkerEntrypoint):
                     return Response.json({"error": f"no expense {instance_id!r}"}, status=404)
                 body = await request.json() or {}
                 payload = {"approved": bool(body.get("approved")), "by": body.get("by")}
-                await instance.send_event({"type": "decision", "payload": payload})
+                await instance.sendEvent({"type": "decision", "payload": payload})
                 return Response.json({"id": instance_id, "sent": payload})
         return Response.json(
             {"routes": ["POST /approvals/expenses", "GET /approvals/expenses/<id>",

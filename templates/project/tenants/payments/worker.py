@@ -4,6 +4,8 @@
   GET  /payments/charges/<id>   the instance's status and output
 """
 
+import uuid
+
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
 from workers.workflows import NonRetryableError
 
@@ -14,7 +16,7 @@ CURRENCIES = ("EUR", "GBP", "USD")
 
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
-        order = event.payload
+        order = event["payload"]  # the event is a plain dict
 
         @step.do()
         async def validate():
@@ -50,11 +52,11 @@ class Default(WorkerEntrypoint):
         match request.method, route:
             case "POST", ["charges"]:
                 body = await request.json() or {}
-                options = {"params": {k: v for k, v in body.items() if k != "id"}}
-                if body.get("id"):
-                    options["id"] = body["id"]
-                instance = await self.env.WORKFLOWS.create(options)
-                return Response.json({"id": instance.id}, status=201)
+                # The tenant picks the id, so it never reads it back from the handle.
+                charge_id = body.get("id") or f"ch-{uuid.uuid4().hex[:12]}"
+                params = {k: v for k, v in body.items() if k != "id"}
+                await self.env.WORKFLOWS.create({"id": charge_id, "params": params})
+                return Response.json({"id": charge_id}, status=201)
             case "GET", ["charges", instance_id]:
                 try:
                     instance = await self.env.WORKFLOWS.get(instance_id)

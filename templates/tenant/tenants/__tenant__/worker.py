@@ -4,12 +4,14 @@
   GET  /__tenant__/runs/<id>     the instance's status and output
 """
 
+import uuid
+
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
 
 
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
-        params = event.payload or {}
+        params = event["payload"] or {}  # the event is a plain dict
 
         @step.do()
         async def greet():
@@ -33,11 +35,11 @@ class Default(WorkerEntrypoint):
         match request.method, route:
             case "POST", ["runs"]:
                 body = await request.json() or {}
-                options = {"params": {k: v for k, v in body.items() if k != "id"}}
-                if body.get("id"):
-                    options["id"] = body["id"]
-                instance = await self.env.WORKFLOWS.create(options)
-                return Response.json({"id": instance.id}, status=201)
+                # The tenant picks the id, so it never reads it back from the handle.
+                run_id = body.get("id") or f"run-{uuid.uuid4().hex[:12]}"
+                params = {k: v for k, v in body.items() if k != "id"}
+                await self.env.WORKFLOWS.create({"id": run_id, "params": params})
+                return Response.json({"id": run_id}, status=201)
             case "GET", ["runs", instance_id]:
                 try:
                     instance = await self.env.WORKFLOWS.get(instance_id)
