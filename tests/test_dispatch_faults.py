@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.dispatch import TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.dispatch import TenantWorkflowBinding, tenant_binding
 from dynwf.dispatch._isolate import ROOT_PREFIX, sweep_stale
 from dynwf.engine import ManualClock, instance_detail
 from dynwf.project import Project, ReloadResult, reload_now, watch
@@ -89,7 +89,7 @@ async def make_project(project_dir: Path) -> AsyncIterator[Callable[..., Any]]:
 
 
 def binding(p: Project, tenant: str) -> TenantWorkflowBinding:
-    return wrap_workflow_binding({"tenantId": tenant}, env=p.env)
+    return tenant_binding(p.env, {"tenantId": tenant})
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -193,8 +193,8 @@ async def test_get_code_failure_parks_then_runs_once_it_returns_code(
     flag = project_dir / "store-down"
     entry.write_text(
         text.replace(
-            "def tenant_code(tenant, env):\n",
-            f"def tenant_code(tenant, env):\n    if Path({str(flag)!r}).exists():\n"
+            "def tenant_code(tenant):\n",
+            f"def tenant_code(tenant):\n    if Path({str(flag)!r}).exists():\n"
             "        raise ConnectionError('the code store is down')\n",
         )
     )
@@ -223,7 +223,7 @@ async def test_dead_spare_handed_to_a_tenant_is_replaced(make_project: Any) -> N
     spare = pool._spare.result()[0]
     os.kill(spare.pid, signal.SIGKILL)  # the spare dies first ...
     await spare.wait()
-    iso = loader.get("waiter", lambda: {})._isolate
+    iso = loader._workers["waiter"]._isolate
     assert iso is not None
     os.kill(iso.pid, signal.SIGKILL)  # ... then the tenant's isolate
     await iso.proc.wait()
@@ -367,7 +367,7 @@ async def test_isolate_folders_are_removed_on_kill_crash_and_shutdown(
     p = await make_project()
     await waiting_instance(p, "f")
     loader = p.loaders["LOADER"]
-    iso = loader.get("waiter", lambda: {})._isolate
+    iso = loader._workers["waiter"]._isolate
     assert iso is not None
     mine = holding(tmp_root, "class TenantWorkflow")
     assert len(mine) == 1
@@ -385,14 +385,14 @@ async def test_isolate_folders_are_removed_on_kill_crash_and_shutdown(
 
 ENGINE = """
 import asyncio, sys
-from dynwf.dispatch import wrap_workflow_binding
+from dynwf.dispatch import tenant_binding
 from dynwf.project import Project
 
 
 async def main():
     p = Project.load(sys.argv[1])
     await p.start()
-    b = wrap_workflow_binding({"tenantId": "waiter"}, env=p.env)
+    b = tenant_binding(p.env, {"tenantId": "waiter"})
     await b.create({"id": "k"})
     await p.engine.wait_until_idle(timeout=60)
     print("READY", flush=True)
