@@ -884,7 +884,8 @@ class Engine:
                         self._end(p, Event.FAIL, error={"name": "TypeError", "message": str(exc)})
                     else:
                         self._end(p, Event.COMPLETE, output=clean)
-            await self.durable()
+            with contextlib.suppress(JournalCommitError):  # fail-stop: the host reports it
+                await self.durable()
         finally:
             p.task = None
             if self._slots.running.get(st.uid) is p:

@@ -158,9 +158,11 @@ class Journal:
                     )
                 except duckdb.Error as exc:
                     raise self._damaged(exc, "cannot open") from exc
+            have = self._check_complete(accept_data_loss) if self.path is not None else 0
             self._check_schema()
-            if self.path is not None:
-                self._check_complete(accept_data_loss, sync=durability == "machine")
+            if self.path is not None and not read_only:
+                self._mark = WriterMark(self.path)
+                self._mark.open(have, sync=durability == "machine")
         except BaseException:
             self._db.close()
             raise
@@ -200,11 +202,11 @@ class Journal:
                 "use the dynwf version that wrote it, or start a fresh --persist-to directory"
             )
 
-    def _check_complete(self, accept_data_loss: bool, *, sync: bool) -> None:
-        """Refuse a journal that lacks facts its last writer committed (see ``WriterMark``)."""
+    def _check_complete(self, accept_data_loss: bool) -> int:
+        """Refuse a journal that lacks facts its last writer committed (see ``WriterMark``);
+        returns the seq of the last fact it holds."""
         assert self.path is not None
-        mark = WriterMark(self.path)
-        last = mark.read()
+        last = WriterMark(self.path).read()
         have = self.next_seq() - 1
         if last is not None and last.seq > have and not accept_data_loss:
             wal = _name(self.path, ".wal")
@@ -220,14 +222,12 @@ class Journal:
                 f"journal holds facts only up to #{have} ({wal} was lost or replaced?): "
                 f"restore {wal} if you have it, or {how}"
             )
-        if not self.read_only:
-            if last is not None and last.seq > have:
-                log.warning(
-                    "opening %s without facts #%d..#%d (--accept-data-loss)",
-                    self.path, have + 1, last.seq,
-                )
-            mark.open(have, sync=sync)
-            self._mark = mark
+        if last is not None and last.seq > have and not self.read_only:
+            log.warning(
+                "opening %s without facts #%d..#%d (--accept-data-loss)",
+                self.path, have + 1, last.seq,
+            )
+        return have
 
     def close(self) -> None:
         """Close the file; a writer that committed everything clears its ``.open`` mark."""
@@ -253,7 +253,12 @@ class Journal:
             raise self._damaged(exc, "cannot read") from exc
 
     def next_seq(self) -> int:
-        rows = self._read("SELECT coalesce(max(seq), 0) FROM journal")
+        try:
+            rows = self._db.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchall()
+        except duckdb.CatalogException:
+            return 1  # no journal table: a file whose every fact was lost (or not ours)
+        except duckdb.Error as exc:
+            raise self._damaged(exc, "cannot read") from exc
         return int(rows[0][0]) + 1 if rows else 1
 
     def append(self, rows: Sequence[Row]) -> None:
