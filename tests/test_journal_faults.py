@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 # Each step appends its name to a side-effect file, so a test can count how many
 # times a callback really ran across processes; its result is ~6 KB, so a few
 # commits fill a small .wal.
-BIG = '''
+BIG = """
 import os
 
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
@@ -59,10 +59,10 @@ class Default(WorkerEntrypoint):
         body = await request.json()
         inst = await self.env.WORKFLOWS.create({"id": body.get("id"), "params": body.get("params")})
         return Response.json({"id": inst.id})
-'''
+"""
 
 # One long sleep inside a `dynwf run` (it waits sleeps out up to --max-wait).
-SLEEPER = '''
+SLEEPER = """
 from workers import WorkerEntrypoint, WorkflowEntrypoint
 
 
@@ -75,7 +75,7 @@ class TenantWorkflow(WorkflowEntrypoint):
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         raise RuntimeError("not used")
-'''
+"""
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_dev_stops_at_a_failed_commit_and_keeps_every_acknowledged_create(
             cwd=project,
             stdout=subprocess.DEVNULL,
             stderr=out,
-                preexec_fn=_file_size_limit(40_000),
+            preexec_fn=_file_size_limit(40_000),
         )
     running.append(proc)
     deadline = time.monotonic() + 60  # hang guard
@@ -241,7 +241,10 @@ def test_second_dev_on_the_same_state_refuses_naming_the_pid(
     running.append(dev.proc)
     second = dynwf(project, "dev", "--port", str(free_port()), timeout=60)
     line = one_error_line(second)
-    assert f"the journal {project / '.dynwf' / 'journal.duckdb'} is in use by PID {dev.proc.pid}" in line
+    assert (
+        f"the journal {project / '.dynwf' / 'journal.duckdb'} is in use by PID {dev.proc.pid}"
+        in line
+    )
     assert "--persist-to" in line
     assert dev.proc.poll() is None  # the first server is untouched
     assert dev.stop() == 0
@@ -376,8 +379,18 @@ def test_killing_the_run_supervisor_kills_its_engine(
     project: Path, running: list[subprocess.Popen[Any]]
 ) -> None:
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "dynwf", "run", "--tenant", "sleeper", "--id", "s1",
-         "--max-wait", "5 minutes"],
+        [
+            sys.executable,
+            "-m",
+            "dynwf",
+            "run",
+            "--tenant",
+            "sleeper",
+            "--id",
+            "s1",
+            "--max-wait",
+            "5 minutes",
+        ],
         cwd=project,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -40,10 +40,10 @@ from dynwf.engine._states import FINISHED, Event, Status, transition
 from dynwf.engine._step import EventDict, Step, StepHost, error_to_dict, event_for
 from dynwf.errors import (
     InstanceExistsError,
-    JournalCommitError,
-    JournalError,
     InstanceNotFoundError,
     InvalidStateError,
+    JournalCommitError,
+    JournalError,
     PayloadError,
     ValidationError,
     WorkflowNotFoundError,
@@ -452,7 +452,9 @@ class Engine:
         (facts applied in memory but not committed die with this process), no pass goes
         on, and whoever waits for durability gets the error."""
         where = self.journal_path or "the in-memory journal"
-        text = str(exc) if str(exc).startswith("a commit to") else f"a commit to {where} failed: {exc}"
+        text = (
+            str(exc) if str(exc).startswith("a commit to") else f"a commit to {where} failed: {exc}"
+        )
         error = JournalCommitError(
             f"{text}; the engine stopped there (nothing after its last good commit was "
             "acknowledged or run): fix the cause (a full disk? a file size limit?), then "

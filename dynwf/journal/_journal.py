@@ -225,7 +225,9 @@ class Journal:
         if last is not None and last.seq > have and not self.read_only:
             log.warning(
                 "opening %s without facts #%d..#%d (--accept-data-loss)",
-                self.path, have + 1, last.seq,
+                self.path,
+                have + 1,
+                last.seq,
             )
         return have
 
