@@ -149,6 +149,8 @@ class Journal:
         except duckdb.Error as exc:
             raise self._open_error(exc) from exc
         try:
+            # Before anything is written: a journal missing data is refused unchanged.
+            have = self._check_complete(accept_data_loss) if self.path is not None else 0
             if not read_only:
                 try:
                     self._db.execute(_SCHEMA)
@@ -158,7 +160,6 @@ class Journal:
                     )
                 except duckdb.Error as exc:
                     raise self._damaged(exc, "cannot open") from exc
-            have = self._check_complete(accept_data_loss) if self.path is not None else 0
             self._check_schema()
             if self.path is not None and not read_only:
                 self._mark = WriterMark(self.path)
