@@ -7,9 +7,10 @@ For each case (a journal held by a `dynwf dev`, held by another writer, cut to
 half / 4 KB / 0 bytes, flipped bytes in its header or first block, a lost `.wal`)
 and each command (`dynwf dev`, `dynwf run`, `dynwf inspect`), the wall time from
 starting the command until it exits, its exit status, and whether stderr is one
-line. `dynwf --version`-like baseline (`dynwf --help`) shows what Python's start
-and dynwf's imports cost on this machine at this moment, so the numbers can be
-read on a busy machine too. Prints numbers; asserts nothing.
+line; and `open ms`, the time dynwf itself takes to refuse (``Journal(path)`` in
+this process, writer mode, until it raises). The `dynwf --help` baseline shows what
+Python's start and dynwf's imports cost on this machine at this moment, so the
+command times can be read on a busy machine too. Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,19 @@ def _flip(path: Path, offset: int) -> None:
         chunk = f.read(64)
         f.seek(offset)
         f.write(bytes(b ^ 0xFF for b in chunk))
+
+
+def _open_ms(journal: Path) -> float | None:
+    """How long opening ``journal`` for writing takes to be refused (None: it opened)."""
+    from dynwf.errors import JournalError
+    from dynwf.journal import Journal
+
+    started = time.perf_counter()
+    try:
+        Journal(journal).close()
+    except JournalError:
+        return (time.perf_counter() - started) * 1000
+    return None
 
 
 def _timed(project: Path, args: list[str]) -> tuple[float, int, int]:
@@ -164,22 +178,31 @@ def main() -> None:
                     _good_journal(journal)
                     DAMAGE[case](journal)
                 try:
+                    opened = _open_ms(journal)
                     seconds, code, lines = _timed(project, args)
                 finally:
                     if held is not None:
                         held.stop()
                 rows.append(
-                    {"case": case, "command": command, "s": seconds, "exit": code, "lines": lines}
+                    {
+                        "case": case,
+                        "command": command,
+                        "s": seconds,
+                        "exit": code,
+                        "lines": lines,
+                        "open_ms": opened,
+                    }
                 )
     if opts.json:
         for row in rows:
             print(json.dumps(row))
         return
-    print(f"{'case':<16} {'command':<8} {'seconds':>8} {'exit':>5} {'lines':>6}")
+    print(f"{'case':<16} {'command':<8} {'seconds':>8} {'exit':>5} {'lines':>6} {'open ms':>8}")
     for row in rows:
+        ms = row.get("open_ms")
         print(
             f"{row['case']:<16} {row['command']:<8} {row['s']:>8.2f} {row['exit']:>5} "
-            f"{row.get('lines', ''):>6}"
+            f"{row.get('lines', ''):>6} {f'{ms:.1f}' if isinstance(ms, float) else '':>8}"
         )
 
 
