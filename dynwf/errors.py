@@ -10,9 +10,11 @@
     ├── InvalidStateError          an operation the instance's status does not allow
     ├── WorkflowNotFoundError      no workflow registered under that name/binding
     ├── AmbiguousInstanceError     an id several workflows/tenants use (dynwf.client)
-    ├── JournalError               the journal file cannot be opened or is not ours
+    ├── JournalError               the journal file cannot be opened, is damaged or not ours
     │   ├── StateNotFoundError     no journal where the state should be (dynwf.client)
-    │   └── JournalInUseError      another process holds the journal (dynwf.client)
+    │   ├── JournalInUseError      another process holds the journal (names its PID)
+    │   ├── JournalDataLossError   facts its last writer committed are missing from it
+    │   └── JournalCommitError     a commit failed: the engine stopped (fail-stop)
     ├── ConfigError                a wrangler config that cannot be used
     │   ├── ConfigFileError        missing, unreadable or unparseable (dynwf.config)
     │   └── InvalidConfigError     breaks wrangler's or dynwf's rules (dynwf.config)
@@ -75,6 +77,22 @@ class WorkflowNotFoundError(DynwfError, LookupError):
 
 class JournalError(DynwfError):
     """The journal file cannot be used."""
+
+
+class JournalInUseError(JournalError):
+    """Another process holds the journal open (DuckDB allows one writer, or readers)."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class JournalDataLossError(JournalError):
+    """The journal holds fewer facts than its last writer committed (e.g. a lost ``.wal``)."""
+
+
+class JournalCommitError(JournalError):
+    """A journal commit failed; the engine stopped acknowledging and running anything."""
 
 
 class ConfigError(DynwfError):

@@ -289,8 +289,7 @@ def test_cli_journal_held_by_another_process_is_one_line(
     one_line_error(
         run,
         1,
-        f"the journal {state / 'journal.duckdb'} is in use by another dynwf process "
-        f"(pid {holder.pid}",
+        f"the journal {state / 'journal.duckdb'} is in use by PID {holder.pid}",
         "dev.json",
     )
     assert "IO Error" not in run.err and "lock" not in run.err.lower()

@@ -229,7 +229,7 @@ async def test_client_journal_in_use_by_a_writer_names_its_pid(
             await client.list_instances()
         assert err.value.pid == holder.pid
         message = str(err.value)
-        assert f"is in use by another dynwf process (pid {holder.pid}" in message
+        assert f"is in use by PID {holder.pid}" in message
         assert "dev.json" in message and "\n" not in message
         with pytest.raises(JournalInUseError):
             await client.pause("o-2")

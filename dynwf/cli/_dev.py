@@ -34,7 +34,9 @@ While it runs, `npx wrangler workflows instances list <workflow> --local --port 
 and `dynwf inspect` read it. Ctrl-C stops it with nothing lost; started again, it
 resumes every unfinished instance.
 
-Exit status: 0 after Ctrl-C, 1 a bad config / dispatcher / port in use, 2 usage.
+Exit status: 0 after Ctrl-C, 1 a bad config / dispatcher / port in use, a journal that
+is in use, damaged or missing data, or a journal commit that failed (the engine stops at
+once; started again, it resumes from what the journal holds), 2 usage.
 """
 
 
@@ -90,12 +92,16 @@ def dev(
     skip_sleeps: Annotated[bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating).")] = False,
     skip_retry_delays: Annotated[bool, typer.Option("--skip-retry-delays", help="Retries run at once.")] = False,
     no_reload: Annotated[bool, typer.Option("--no-reload", help="Do not watch files.")] = False,
+    accept_data_loss: Annotated[bool, typer.Option(
+        "--accept-data-loss", help="Open a journal that lacks facts its last writer committed "
+        "(a lost .wal) instead of refusing it.")] = False,
 ) -> None:
     """Run the project locally: engine + dispatcher over HTTP + explorer API + hot reload."""
     try:
         project = Project.load(
             config, persist_to=persist_to, isolation="inline" if inline else "process",
             time=TimeControl(skip_sleeps=skip_sleeps, skip_retry_delays=skip_retry_delays),
+            accept_data_loss=accept_data_loss,
         )
     except (ConfigFileError, InvalidConfigError) as exc:
         raise config_failure(exc) from None
@@ -113,7 +119,7 @@ def dev(
         asyncio.run(serve_project(project, host=host, port=port, reload=not no_reload,
                                   on_ready=ready, on_reload=_reload_line))
     except DynwfError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     except KeyboardInterrupt:
         pass
     stderr.print("[dim]stopped; unfinished instances resume on the next start[/]")

@@ -157,6 +157,9 @@ def run(
     persist_to: Annotated[Path | None, typer.Option("--persist-to", metavar="DIR",
                                                     help="State directory. Default: <project>/.dynwf.")] = None,
     inline: Annotated[bool, typer.Option("--inline", help="Tenant code in the engine process (debuggers).")] = False,
+    accept_data_loss: Annotated[bool, typer.Option(
+        "--accept-data-loss", help="Open a journal that lacks facts its last writer committed "
+        "(a lost .wal) instead of refusing it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """Create one instance for a tenant, drive it through crashes/evictions, print a report."""
@@ -176,7 +179,7 @@ def run(
             metadata=parsed_meta, crash_at=crash_at or [], evict_at=evict_at or [],
             hibernate_every_step=hibernate_every_step, skip_sleeps=skip_sleeps,
             skip_retry_delays=skip_retry_delays, max_wait=max_wait, persist_to=persist_to,
-            inline=inline, on_process=progress,
+            inline=inline, accept_data_loss=accept_data_loss, on_process=progress,
         )
     except ValidationError as exc:
         raise fail(escape(str(exc)), code=EXIT_USAGE) from None

@@ -8,7 +8,7 @@
     ├── ValidationError              (dynwf.errors) a bad status filter, event type or payload
     ├── JournalError                 (dynwf.errors)
     │   ├── StateNotFoundError       no journal in the state directory
-    │   └── JournalInUseError        another process holds the journal and no dev API serves it
+    │   └── JournalInUseError        (dynwf.errors) another process holds the journal, no dev API serves it
     └── DevServerError               the dev server answered with an error or stopped answering
 
 Every message says what is wrong, where (instance id, workflow, tenant, journal
@@ -17,7 +17,14 @@ path or dev server URL) and what to do.
 
 from __future__ import annotations
 
-from dynwf.errors import DynwfError, JournalError
+from dynwf.errors import DynwfError, JournalError, JournalInUseError
+
+__all__ = [
+    "AmbiguousInstanceError",
+    "DevServerError",
+    "JournalInUseError",
+    "StateNotFoundError",
+]
 
 
 class AmbiguousInstanceError(DynwfError, LookupError):
@@ -30,14 +37,6 @@ class AmbiguousInstanceError(DynwfError, LookupError):
 
 class StateNotFoundError(JournalError):
     """The state directory holds no journal: nothing has run there yet."""
-
-
-class JournalInUseError(JournalError):
-    """Another process holds the journal open and no running ``dynwf dev`` API serves it."""
-
-    def __init__(self, message: str, pid: int | None) -> None:
-        super().__init__(message)
-        self.pid = pid
 
 
 class DevServerError(DynwfError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,11 +31,10 @@ from dynwf.client._model import (
 )
 from dynwf.engine import Engine, InstanceState, instance_detail, iso_ms
 from dynwf.engine._model import fold
-from dynwf.errors import InvalidStateError, JournalError, ValidationError, WorkflowNotFoundError
+from dynwf.errors import InvalidStateError, ValidationError, WorkflowNotFoundError
 from dynwf.journal import InstanceRow, Journal
 
 T = TypeVar("T")
-_PID = re.compile(r"\(PID (\d+)\)")
 
 
 class JournalStateClient(Steering):
@@ -169,20 +167,16 @@ class JournalStateClient(Steering):
         while True:
             try:
                 return await open_()
-            except JournalError as exc:
-                cause = str(exc.__cause__ or "")
-                if "lock" not in cause.lower():
-                    raise
+            except JournalInUseError as exc:
                 if time.monotonic() >= deadline:
-                    pid = _PID.search(cause)
-                    raise self._in_use(int(pid.group(1)) if pid else None) from None
+                    raise self._in_use(exc.pid) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
     def _in_use(self, pid: int | None) -> JournalInUseError:
-        holder = f"pid {pid}{_command_of(pid)}" if pid is not None else "pid unknown"
+        holder = f"PID {pid}{_command_of(pid)}" if pid is not None else "PID unknown"
         return JournalInUseError(
-            f"the journal {self.path} is in use by another dynwf process ({holder}) and no "
+            f"the journal {self.path} is in use by {holder} and no "
             f"running `dynwf dev` API serves it ({self.path.parent / 'dev.json'} is missing "
             "or stale): wait for that process to finish or stop it, then try again",
             pid,
@@ -204,4 +198,4 @@ def _command_of(pid: int) -> str:
     except OSError:
         return ""
     cmd = " ".join(raw.decode(errors="replace").replace("\0", " ").split())
-    return f": {cmd[:77] + '...' if len(cmd) > 80 else cmd}" if cmd else ""
+    return f" ({cmd[:77] + '...' if len(cmd) > 80 else cmd})" if cmd else ""

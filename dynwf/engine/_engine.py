@@ -5,6 +5,11 @@ it for the journal; a commit is scheduled on the next loop iteration, so all the
 facts the ready instances produce in one iteration share one commit (group
 commit) while a lone instance still commits once per step with no added delay.
 Code that must not go on before its facts are durable awaits ``durable()``.
+
+A commit that fails stops the engine (fail-stop): the facts of that commit and any
+recorded after it are dropped, every ``durable()`` raises ``JournalCommitError``, no
+pass runs on, and listeners hear ``("fatal", error)`` so the host can exit. The
+journal then holds exactly what was acknowledged, and a restart recovers from it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from dynwf.errors import (
     InstanceExistsError,
     InstanceNotFoundError,
     InvalidStateError,
+    JournalCommitError,
+    JournalError,
     PayloadError,
     ValidationError,
     WorkflowNotFoundError,
@@ -151,11 +158,13 @@ class Engine:
         faults: Faults | None = None,
         durability: Durability = "process",
         execute: bool = True,
+        accept_data_loss: bool = False,
     ) -> None:
         if max_running < 1:
             raise ValidationError(f"max_running {max_running!r} must be at least 1")
         self.journal_path = Path(journal) if journal is not None else None
         self.durability: Durability = durability
+        self.accept_data_loss = accept_data_loss
         # execute=False: a steering engine (pause/resume/terminate/send-event from the
         # shell) that records facts but never runs a pass; a `dynwf dev` picks them up.
         self.execute = execute
@@ -304,7 +313,10 @@ class Engine:
     async def start(self) -> None:
         """Open the journal and recover every unfinished instance."""
         self.stopping = False
-        self._journal = Journal(self.journal_path, durability=self.durability)
+        self.fatal = None
+        self._journal = Journal(
+            self.journal_path, durability=self.durability, accept_data_loss=self.accept_data_loss
+        )
         self._seq = self._journal.next_seq()
         for row in self._journal.instances():
             self._index[(row.workflow, row.scope, row.id)] = row.uid
@@ -340,8 +352,12 @@ class Engine:
             self._timer_task.cancel()
             await asyncio.gather(self._timer_task, return_exceptions=True)
         self.commit_now()
-        self._journal.close()
-        self._journal = None
+        journal, self._journal = self._journal, None
+        try:
+            journal.close()
+        except JournalError:
+            if not self.failed:
+                raise  # after a failed commit, that failure is the one to report
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -383,8 +399,8 @@ class Engine:
         round trip later when the tenant runs in an isolate, then shares its commit.
         ``durable()`` and any non-lazy fact bring a waiting commit forward.
         """
-        if self._frozen:
-            return  # the (simulated) process is dead: this fact is lost
+        if self._frozen or self.failed:
+            return  # the (simulated) process is dead, or a commit failed: this fact is lost
         seq = self._seq
         self._seq += 1
         ts = self.clock.now_ms()
@@ -414,19 +430,53 @@ class Engine:
         rows, self._pending = self._pending, []
         callbacks, self._on_commit = self._on_commit, []
         error: BaseException | None = None
-        if rows:
+        if self.failed:
+            error = self.fatal
+        elif rows:
             try:
                 if self._journal is None:
                     raise RuntimeError("the engine is stopped")
                 self._journal.append(rows)
             except BaseException as exc:
-                self.fatal = error = exc
-                log.error("journal commit failed, engine stopping: %s", exc)
+                error = self._fail_stop(exc)
         for callback in callbacks:
             try:
                 callback(error)
             except Exception:
                 log.exception("a commit callback failed")
+
+    @property
+    def failed(self) -> bool:
+        """A journal commit failed: the engine acknowledges and runs nothing more."""
+        return isinstance(self.fatal, JournalCommitError)
+
+    def _fail_stop(self, exc: BaseException) -> JournalCommitError:
+        """Stop after a failed commit: nothing recorded from now on reaches the journal
+        (facts applied in memory but not committed die with this process), no pass goes
+        on, and whoever waits for durability gets the error."""
+        where = self.journal_path or "the in-memory journal"
+        text = (
+            str(exc) if str(exc).startswith("a commit to") else f"a commit to {where} failed: {exc}"
+        )
+        error = JournalCommitError(
+            f"{text}; the engine stopped there (nothing after its last good commit was "
+            "acknowledged or run): fix the cause (a full disk? a file size limit?), then "
+            "start again: unfinished instances resume from what the journal holds"
+        )
+        error.__cause__ = exc
+        self.fatal = error
+        self.stopping = True
+        log.debug("%s", error)  # the host reports it: one line, from durable() or "fatal"
+        for p in list(self._slots.running.values()):
+            p.aborted = True
+            if p.task is not None:
+                p.task.cancel()
+        for handle in self._delayed:
+            handle.cancel()
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+        self.emit("fatal", error)
+        return error
 
     @property
     def passes_running(self) -> int:
@@ -445,6 +495,8 @@ class Engine:
 
     async def durable(self) -> None:
         """Return once every fact recorded so far is committed (raise if that fails)."""
+        if isinstance(self.fatal, JournalCommitError):
+            raise self.fatal
         if self._flush_handle is None:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -464,6 +516,9 @@ class Engine:
         """Call ``callback(None)`` once every fact recorded so far is committed (now, if it
         is), or ``callback(error)`` if that commit fails: ``durable()`` without a task,
         called in the commit's own loop turn."""
+        if isinstance(self.fatal, JournalCommitError):
+            callback(self.fatal)
+            return
         if self._flush_handle is None:
             callback(None)
             return
@@ -835,7 +890,8 @@ class Engine:
                         self._end(p, Event.FAIL, error={"name": "TypeError", "message": str(exc)})
                     else:
                         self._end(p, Event.COMPLETE, output=clean)
-            await self.durable()
+            with contextlib.suppress(JournalCommitError):  # fail-stop: the host reports it
+                await self.durable()
         finally:
             p.task = None
             if self._slots.running.get(st.uid) is p:

@@ -12,6 +12,10 @@ Schema::
     );
     CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);  -- schema version
 
+Beside it, ``journal.duckdb.open`` (``WriterMark``) says a writer has it open and the
+last fact it committed, so a journal that lost its ``.wal`` is not taken for a
+shorter one.
+
 Why append-only: a commit costs ~0.8 ms on this class of machine whatever it
 holds, so every commit is exactly one INSERT statement (no UPDATE, no explicit
 transaction); the current state of an instance is the fold of its facts.
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +36,9 @@ from typing import Any, Literal
 
 import duckdb
 
-from dynwf.errors import JournalError
+from dynwf.errors import JournalDataLossError, JournalError, JournalInUseError
+
+log = logging.getLogger("dynwf.journal")
 
 SCHEMA_VERSION = "1"
 # "process": a commit is in the OS page cache before the engine goes on, so it
@@ -97,7 +105,12 @@ class InstanceRow:
 
 
 class Journal:
-    """The one DuckDB connection of an engine (or a read-only reader)."""
+    """The one DuckDB connection of an engine (or a read-only reader).
+
+    A writer keeps ``<journal>.open`` (see ``WriterMark``) while it has the file
+    open; it is removed at a clean close. Every DuckDB error becomes a one-line
+    ``JournalError`` naming the file, the cause and what to do.
+    """
 
     def __init__(
         self,
@@ -105,10 +118,15 @@ class Journal:
         *,
         read_only: bool = False,
         durability: Durability = "process",
+        accept_data_loss: bool = False,
     ) -> None:
         if durability not in ("process", "machine"):
             raise JournalError(f"durability {durability!r} must be 'process' or 'machine'")
         self.path = Path(path) if path is not None else None
+        self.read_only = read_only
+        self.commits = 0
+        self.failed = False  # a commit failed: the file is not closed as clean
+        self._mark: WriterMark | None = None
         target = str(self.path) if self.path is not None else ":memory:"
         if self.path is not None and not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,28 +146,56 @@ class Journal:
                     "fsync_mode": "STANDARD" if durability == "machine" else "NONE",
                 },
             )
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise JournalError(
-                    f"the journal {target} is in use by another dynwf process "
-                    "(a running `dynwf dev`?): talk to it through its API, or stop it first"
-                ) from exc
-            raise JournalError(f"cannot open the journal {target}: {exc}") from exc
         except duckdb.Error as exc:
-            raise JournalError(f"cannot open the journal {target}: {exc}") from exc
-        if not read_only:
-            self._db.execute(_SCHEMA)
-            self._db.execute(
-                "INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING", [SCHEMA_VERSION]
+            raise self._open_error(exc) from exc
+        try:
+            # Before anything is written: a journal missing data is refused unchanged.
+            have = self._check_complete(accept_data_loss) if self.path is not None else 0
+            if not read_only:
+                try:
+                    self._db.execute(_SCHEMA)
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING",
+                        [SCHEMA_VERSION],
+                    )
+                except duckdb.Error as exc:
+                    raise self._damaged(exc, "cannot open") from exc
+            self._check_schema()
+            if self.path is not None and not read_only:
+                self._mark = WriterMark(self.path)
+                self._mark.open(have, sync=durability == "machine")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_error(self, exc: duckdb.Error) -> JournalError:
+        text = str(exc)
+        if "Could not set lock" in text or "Conflicting lock" in text:
+            found = _LOCK_PID.search(text)
+            pid = int(found.group(1)) if found else None
+            return JournalInUseError(
+                f"the journal {self.path} is in use by PID {pid if pid is not None else '?'}"
+                f"{_command_of(pid)}: stop that process first (a `dynwf dev` can be stopped "
+                "with Ctrl-C), or give this one its own state with --persist-to DIR",
+                pid,
             )
-        self._check_schema()
-        self.commits = 0
+        return self._damaged(exc, "cannot open")
+
+    def _damaged(self, exc: BaseException, doing: str) -> JournalError:
+        cause = " ".join(str(exc).split())
+        return JournalError(
+            f"{doing} the journal {self.path}: it is damaged or not a DuckDB file ({cause}): "
+            f"move {self.path} (and any {_name(self.path, '.wal')}) aside to keep it, then "
+            "start with a fresh state directory, or restore it from a backup"
+        )
 
     def _check_schema(self) -> None:
         try:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         except duckdb.CatalogException as exc:
             raise JournalError(f"{self.path} is not a dynwf journal (no meta table)") from exc
+        except duckdb.Error as exc:
+            raise self._damaged(exc, "cannot read") from exc
         if row is None or row[0] != SCHEMA_VERSION:
             found = row[0] if row else "none"
             raise JournalError(
@@ -157,36 +203,98 @@ class Journal:
                 "use the dynwf version that wrote it, or start a fresh --persist-to directory"
             )
 
+    def _check_complete(self, accept_data_loss: bool) -> int:
+        """Refuse a journal that lacks facts its last writer committed (see ``WriterMark``);
+        returns the seq of the last fact it holds."""
+        assert self.path is not None
+        last = WriterMark(self.path).read()
+        have = self.next_seq() - 1
+        if last is not None and last.seq > have and not accept_data_loss:
+            wal = _name(self.path, ".wal")
+            how = (
+                "start `dynwf dev --accept-data-loss` (or `dynwf run --accept-data-loss`) "
+                "to open it without them"
+                if self.read_only
+                else "pass --accept-data-loss to open it without them"
+            )
+            raise JournalDataLossError(
+                f"the journal {self.path} is missing data: its last writer (PID {last.pid}) "
+                f"committed facts up to #{last.seq} and stopped without closing it, but the "
+                f"journal holds facts only up to #{have} ({wal} was lost or replaced?): "
+                f"restore {wal} if you have it, or {how}"
+            )
+        if last is not None and last.seq > have and not self.read_only:
+            log.warning(
+                "opening %s without facts #%d..#%d (--accept-data-loss)",
+                self.path,
+                have + 1,
+                last.seq,
+            )
+        return have
+
     def close(self) -> None:
-        self._db.close()
+        """Close the file; a writer that committed everything clears its ``.open`` mark."""
+        try:
+            self._db.close()
+        except duckdb.Error as exc:
+            self.failed = True
+            raise self._damaged(exc, "cannot close") from exc
+        finally:
+            if self._mark is not None:
+                self._mark.close(clean=not self.failed)
+                self._mark = None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a query; a DuckDB error (a damaged file) becomes a JournalError."""
+        try:
+            cur = self._db.execute(sql, params)
+            out: list[Any] = []
+            while batch := cur.fetchmany(50_000):
+                out.extend(batch)
+            return out
+        except duckdb.Error as exc:
+            raise self._damaged(exc, "cannot read") from exc
 
     def next_seq(self) -> int:
-        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()
-        return int(row[0]) + 1 if row else 1
+        try:
+            rows = self._db.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchall()
+        except duckdb.CatalogException:
+            return 1  # no journal table: a file whose every fact was lost (or not ours)
+        except duckdb.Error as exc:
+            raise self._damaged(exc, "cannot read") from exc
+        return int(rows[0][0]) + 1 if rows else 1
 
     def append(self, rows: Sequence[Row]) -> None:
-        """Commit ``rows`` durably in one statement (one transaction)."""
+        """Commit ``rows`` durably in one statement (one transaction).
+
+        Raises ``JournalError`` if the commit fails; the journal is then ``failed``
+        and its writer must stop (see ``Engine``): what DuckDB kept is all there is.
+        """
         if not rows:
             return
-        if len(rows) <= _VALUES_UP_TO:
-            # Few rows: a VALUES list binds fastest; many: unnest() scales better.
-            self._db.execute(_values_sql(len(rows)), [v for row in rows for v in row])
-        else:
-            cols: list[list[Any]] = [[], [], [], [], [], []]
-            for row in rows:
-                for col, value in zip(cols, row, strict=True):
-                    col.append(value)
-            self._db.execute(_INSERT_MANY, cols)
+        try:
+            if len(rows) <= _VALUES_UP_TO:
+                # Few rows: a VALUES list binds fastest; many: unnest() scales better.
+                self._db.execute(_values_sql(len(rows)), [v for row in rows for v in row])
+            else:
+                cols: list[list[Any]] = [[], [], [], [], [], []]
+                for row in rows:
+                    for col, value in zip(cols, row, strict=True):
+                        col.append(value)
+                self._db.execute(_INSERT_MANY, cols)
+        except duckdb.Error as exc:
+            self.failed = True
+            cause = " ".join(str(exc).split())
+            raise JournalError(f"a commit to the journal {self.path} failed: {cause}") from exc
         self.commits += 1
+        if self._mark is not None:
+            self._mark.committed(max(row[1] for row in rows))
 
     def _rows(self, where: str, params: Sequence[Any]) -> dict[str, list[Row]]:
         out: dict[str, list[Row]] = defaultdict(list)
-        cur = self._db.execute(
-            f"SELECT uid, seq, ts, kind, step, data FROM journal WHERE {where} ORDER BY seq", params
-        )
-        while batch := cur.fetchmany(50_000):
-            for row in batch:
-                out[row[0]].append(row)
+        sql = f"SELECT uid, seq, ts, kind, step, data FROM journal WHERE {where} ORDER BY seq"
+        for row in self._read(sql, params):
+            out[row[0]].append(row)
         return out
 
     def facts(self, uids: Iterable[str]) -> dict[str, list[Row]]:
@@ -235,20 +343,97 @@ class Journal:
         sql += " ORDER BY created DESC, uid"
         if limit is not None:
             sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-        return [InstanceRow(*r) for r in self._db.execute(sql, params).fetchall()]
+        return [InstanceRow(*r) for r in self._read(sql, params)]
 
     def status_counts(self, workflow: str) -> dict[str, int]:
-        rows = self._db.execute(
+        rows = self._read(
             f"SELECT status, count(*) FROM ({_SUMMARY}) WHERE workflow = ? GROUP BY status",
             [workflow],
-        ).fetchall()
+        )
         return {str(s): int(n) for s, n in rows}
 
     def workflows(self) -> list[str]:
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT DISTINCT data->>'workflow' FROM journal WHERE kind = 'created' ORDER BY 1"
-        ).fetchall()
+        )
         return [str(r[0]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """What ``<journal>.open`` says: the writer's PID and the last fact it committed."""
+
+    pid: int
+    seq: int
+
+
+class WriterMark:
+    """``<journal>.open``: present while a writer has the journal open, gone after a clean close.
+
+    It holds the writer's PID and the seq of the last fact it committed, rewritten in
+    place after every commit (one ``pwrite`` of a fixed-width line, a few µs, into the
+    page cache like the commit itself). A writer that dies leaves it behind; the next
+    open then checks that the journal holds every fact up to that seq. DuckDB
+    replays its ``.wal`` on open, so a kill loses nothing and passes; a ``.wal``
+    that was lost (all facts since the last checkpoint live only there) does not.
+    The writer holds DuckDB's lock on the journal, so only one process writes here.
+    """
+
+    WIDTH = 64
+
+    def __init__(self, journal: Path) -> None:
+        self.path = journal.with_name(journal.name + ".open")
+        self._fd: int | None = None
+        self._sync = False
+
+    def read(self) -> Mark | None:
+        try:
+            data = json.loads(self.path.read_bytes() or b"null")
+            return Mark(int(data["pid"]), int(data["seq"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # a mark torn by a crash while it was first written says nothing
+
+    def open(self, seq: int, *, sync: bool = False) -> None:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._sync = sync
+        self.committed(seq)
+
+    def committed(self, seq: int) -> None:
+        if self._fd is None:
+            return
+        line = json.dumps({"pid": os.getpid(), "seq": seq}).encode()
+        os.pwrite(self._fd, line.ljust(self.WIDTH - 1) + b"\n", 0)
+        if self._sync:
+            os.fdatasync(self._fd)
+
+    def close(self, *, clean: bool) -> None:
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        if clean:
+            self.path.unlink(missing_ok=True)
+
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def _name(path: Path | None, suffix: str) -> str:
+    return f"{path}{suffix}" if path is not None else suffix
+
+
+def _command_of(pid: int | None) -> str:
+    """`` (the command line)`` of a process, for messages; empty if it cannot be read."""
+    if pid is None:
+        return ""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    cmd = " ".join(raw.decode(errors="replace").replace("\0", " ").split())
+    return f" ({cmd[:77] + '...' if len(cmd) > 80 else cmd})" if cmd else ""
 
 
 def encode(data: dict[str, Any]) -> str:

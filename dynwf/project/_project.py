@@ -159,11 +159,15 @@ class Project:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
+        """Import the dispatcher, open the journal and recover, then boot a spare isolate.
+
+        The journal is opened before any isolate process starts: a journal that is
+        held, damaged or missing data is refused at once, with nothing to clean up.
+        """
         main = self.import_main()
         for name, loader in self.loaders.items():
             setattr(self.env, name, loader)
             loader.platform = (self.env, lambda: self.main)
-            loader.warm()
         if (self.root / "tenants").is_dir() and not hasattr(self.env, TENANT_CODE_BINDING):
             # Where a deployed dispatcher reads tenant code (a KV namespace), served from
             # the tenants/ folder as it is at each read.
@@ -176,6 +180,8 @@ class Project:
         for wf in self.config.workflows:
             setattr(self.env, wf.binding, self.engine.binding(wf.name))
         await self.engine.start()
+        for loader in self.loaders.values():
+            loader.warm()
 
     async def stop(self) -> None:
         await self.engine.stop()

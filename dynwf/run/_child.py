@@ -6,6 +6,9 @@ it from the journal), and drives it until it ends or waits on something it may n
 skip. A crash point appends a marker line to the markers file, fsyncs it, and kills
 this process with SIGKILL: the parent sees the marker and starts the next process.
 The outcome goes to the result file as one JSON object.
+
+It dies with its supervisor (``PR_SET_PDEATHSIG`` on Linux): an engine left running
+on the journal after ``dynwf run`` was killed would hold it locked, invisibly.
 """
 
 from __future__ import annotations
@@ -41,6 +44,25 @@ class _Markers:
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when ``parent`` (the supervisor) dies.
+
+    The same request the isolates make of their engine (dynwf.dispatch). If the
+    parent is already gone when the request takes effect, die now.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        _die()
 
 
 class _RunFaults(Faults):
@@ -131,6 +153,7 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
         spec.config,
         persist_to=spec.persist_to,
         isolation="inline" if spec.inline else "process",
+        accept_data_loss=spec.accept_data_loss,
         time=TimeControl(skip_sleeps=spec.skip_sleeps, skip_retry_delays=spec.skip_retry_delays),
     )
     scope = scope_of(spec.metadata)
@@ -158,6 +181,8 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
             waiting = _waiting_on(st, project.engine.clock.now_ms(), spec)
             if waiting is not None:
                 return {"status": st.status.value, "waiting": waiting}
+            if project.engine.fatal is not None:
+                raise project.engine.fatal  # a failed commit stopped the engine
             await asyncio.sleep(0.01)
     finally:
         await project.stop()
@@ -166,6 +191,8 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     spec = RunSpec.load(Path(argv[0]))
     show_deprecations()
+    if spec.supervisor:
+        die_with_parent(spec.supervisor)
     try:
         result = asyncio.run(drive(spec))
     except DynwfError as exc:

@@ -73,6 +73,8 @@ class RunSpec:
     process: int = 1
     markers_file: str = ""
     result_file: str = ""
+    supervisor: int = 0  # the supervisor's PID: the engine process dies with it
+    accept_data_loss: bool = False
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

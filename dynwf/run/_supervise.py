@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from dynwf.config import ProjectConfig, WorkflowConfig, load_config
 from dynwf.dispatch import scope_of
 from dynwf.engine import parse_duration
 from dynwf.errors import DynwfError, ValidationError
+from dynwf.journal import Journal
 from dynwf.project._project import state_dir_for
 from dynwf.run._spec import RunSpec, StepPoint, parse_point
 from dynwf.server import find_running
@@ -132,13 +134,16 @@ def run_workflow(
     max_wait: str | int = "30 seconds",
     persist_to: str | Path | None = None,
     inline: bool = False,
+    accept_data_loss: bool = False,
     on_process: Callable[[int, list[dict[str, Any]]], None] | None = None,
 ) -> RunReport:
     """Create one instance for ``tenant`` through the dispatcher's wrapped binding, drive it
     (through the crash and eviction points given) and report what happened.
 
     ``on_process(n, markers)`` is called before engine process ``n`` starts, with the
-    markers so far (for progress output). Raises ``ValidationError`` for bad input,
+    markers so far (for progress output). ``accept_data_loss`` opens a journal that lacks
+    facts its last writer committed (see ``dynwf.journal``) instead of refusing it.
+    Raises ``ValidationError`` for bad input,
     ``RunError`` when the run cannot be carried out, ``ConfigError`` for a bad config.
     """
     crashes = [parse_point(p, option="--crash-at", allow_when=True) for p in crash_at]
@@ -153,6 +158,7 @@ def run_workflow(
             f"dynwf dev is serving this project's state ({state_dir}) at {url}: stop it "
             "(Ctrl-C) before `dynwf run`, or give the run its own state with --persist-to DIR"
         )
+    _check_journal(state_dir / "journal.duckdb", accept_data_loss)
     started = time.monotonic()
     meta = metadata if metadata is not None else {"tenantId": tenant}
     instance = id or str(uuid.uuid4())
@@ -175,12 +181,22 @@ def run_workflow(
             inline=inline,
             markers_file=str(work / "markers.jsonl"),
             result_file=str(work / "result.json"),
+            supervisor=os.getpid(),
+            accept_data_loss=accept_data_loss,
         )
         result = _supervise(spec, work, on_process)
         markers = _read_markers(work / "markers.jsonl")
     report = _report(spec, state_dir, result, markers, crashes, evictions)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _check_journal(path: Path, accept_data_loss: bool) -> None:
+    """Refuse at once a journal another process holds, or one damaged or missing data,
+    before an engine process is started for it (the child would refuse it too, later)."""
+    if not path.exists():
+        return
+    Journal(path, read_only=True, accept_data_loss=accept_data_loss).close()
 
 
 def _supervise(
@@ -224,10 +240,14 @@ def _supervise(
                 raise RunError(result["error"])
             return result
         how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+        where = (
+            "the instance may not have been created (`dynwf inspect` shows what the journal holds)"
+            if spec.create
+            else f"instance {spec.id!r} is in the journal: run `dynwf inspect {spec.id}` to see it"
+        )
         raise RunError(
-            f"the engine process ended with {how} outside any crash point "
-            "(killed from outside, or out of memory?); the instance is in the journal: run "
-            "`dynwf inspect` to see it"
+            f"engine process {spec.process} ended with {how} outside any crash point "
+            f"(killed from outside, or out of memory?); {where}"
         )
 
 

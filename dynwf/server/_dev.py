@@ -24,7 +24,9 @@ async def serve_project(
     """Start the project, serve it until SIGINT/SIGTERM, then stop with nothing lost.
 
     The port is checked before the engine starts, so a port in use changes nothing.
-    Unfinished instances in the journal resume as soon as the engine starts.
+    Unfinished instances in the journal resume as soon as the engine starts. If a
+    journal commit fails, the engine stops (fail-stop), the server shuts down and the
+    engine's ``JournalCommitError`` is raised once everything is closed.
     """
     import socket
 
@@ -38,12 +40,26 @@ async def serve_project(
             ) from None
     await project.start()
     stop = asyncio.Event()
+    failed = asyncio.Event()
+
+    def on_fatal(kind: str, payload: Any) -> None:
+        if kind == "fatal":
+            failed.set()
+
+    project.engine.listeners.append(on_fatal)
     watcher: asyncio.Task[Any] | None = None
     try:
         if reload:
             watcher = asyncio.create_task(watch(project, on_reload, stop=stop))
         app = create_app(project.engine, fetch=project.fetch)
-        await serve(app, host=host, port=port, state_dir=project.state_dir, on_ready=on_ready)
+        await serve(
+            app,
+            host=host,
+            port=port,
+            state_dir=project.state_dir,
+            on_ready=on_ready,
+            stop=failed,
+        )
     finally:
         stop.set()
         if watcher is not None:
@@ -51,3 +67,5 @@ async def serve_project(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
         await project.stop()
+    if project.engine.fatal is not None:
+        raise project.engine.fatal

@@ -13,6 +13,7 @@ can stop its engine and exit cleanly. The previous signal handlers are restored.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import inspect
@@ -132,8 +133,9 @@ async def serve(
     port: int = 8787,
     state_dir: Path | None = None,
     on_ready: Callable[[str], object] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (or ``should_exit``); see the module docstring.
+    """Serve ``app`` until SIGINT/SIGTERM or ``stop`` is set; see the module docstring.
 
     ``port=0`` picks a free port. ``on_ready(url)`` (plain or async) runs once the
     server listens and ``dev.json`` is written. Raises ``ServerError`` when the port
@@ -160,9 +162,18 @@ async def serve(
         timeout_graceful_shutdown=5,
     )
     server = _Uvicorn(config, started)
+
+    async def stop_on_request() -> None:
+        assert stop is not None
+        await stop.wait()
+        server.should_exit = True
+
+    stopper = asyncio.create_task(stop_on_request()) if stop is not None else None
     try:
         await server.serve(sockets=[sock])
     finally:
+        if stopper is not None:
+            stopper.cancel()
         if dev_file is not None:
             _remove_if_ours(dev_file, url)
         sock.close()
