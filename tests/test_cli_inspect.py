@@ -242,6 +242,7 @@ def test_cli_pause_then_inspect_shows_paused(state: Path) -> None:
         "tenant": "globex",
         "action": "resume",
         "status": "queued",
+        "previous": "paused",
     }
     assert dynwf("instances", "terminate", "o-2", state=state).code == 0
     again = dynwf("instances", "terminate", "o-2", state=state)

@@ -118,6 +118,7 @@ class InstanceState:
         "id",
         "output",
         "params",
+        "parked",
         "passes",
         "paused_at",
         "scope",
@@ -143,6 +144,9 @@ class InstanceState:
         self.started: int | None = None
         self.ended: int | None = None
         self.paused_at: int | None = None
+        # Why the last pass could not run the tenant's code (it waits for a reload);
+        # journaled on the status fact that parked it, cleared by the next status fact.
+        self.parked: str | None = None
         self.steps: dict[str, StepState] = {}
         self.events: list[BufferedEvent] = []
         self.warnings: list[Warning_] = []
@@ -178,6 +182,7 @@ def _created(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str
 
 def _status(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
     new = Status(d["status"])
+    st.parked = d.get("parked")
     if new is Status.RUNNING and st.started is None:
         st.started = ts
     if new is Status.PAUSED:

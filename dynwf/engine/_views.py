@@ -1,8 +1,10 @@
 """Engine state as the explorer API's JSON: wrangler 4.86's field names and key order.
 
 Pure functions, no I/O. Keys wrangler does not have are dynwf extensions and come
-after wrangler's own: ``tenant`` and ``warnings`` on an instance, ``executions``
-and ``replays`` on each step, ``tenant`` on a list item.
+after wrangler's own: ``tenant``, ``warnings``, ``events`` (buffered, not yet taken)
+and ``parked`` (why its code would not load, or null) on an instance; ``executions``
+and ``replays`` on each step, ``until`` on a sleep, ``event_type`` and ``deadline`` on
+a wait, ``retry_at`` on a step waiting out a retry delay; ``tenant`` on a list item.
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ def instance_detail(st: InstanceState) -> dict[str, Any]:
         "step_count": len(steps),
         "tenant": st.scope,
         "warnings": [w.message for w in st.warnings],
+        "events": [
+            {"type": ev.type, "payload": ev.payload, "timestamp": iso_ms(ev.ts)}
+            for ev in st.events
+            if not ev.consumed
+        ],
+        "parked": st.parked if st.status is Status.WAITING else None,
     }
 
 
@@ -84,6 +92,7 @@ def _step(s: StepState) -> dict[str, Any]:
             "type": "sleep",
             "error": None,
             **extra,
+            "until": iso_ms(s.wake_at),
         }
     if s.kind == "waitForEvent":
         got = s.output if s.done and s.error is None and isinstance(s.output, dict) else None
@@ -102,6 +111,8 @@ def _step(s: StepState) -> dict[str, Any]:
                 "timestamp": got.get("timestamp"),
             },
             **extra,
+            "event_type": s.event_type,
+            "deadline": iso_ms(s.wake_at),
         }
     success = (s.error is None) if s.done else None
     out: dict[str, Any] = {
@@ -125,4 +136,6 @@ def _step(s: StepState) -> dict[str, Any]:
         for a in s.attempts
     ]
     out.update(extra)
+    if not s.done and s.wake_at is not None:
+        out["retry_at"] = iso_ms(s.wake_at)
     return out
