@@ -119,7 +119,7 @@ def main() -> None:
     from dynwf.cli import _commands  # noqa: F401  (registers the commands)
 
     try:
-        app()
+        app(prog_name="dynwf")
     except UsageFailure as exc:
         stderr.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)

@@ -261,11 +261,13 @@ def _print_list(out: Console, client: StateClient, rows: list[InstanceSummary], 
         out.print("No instances match.")
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("ID", overflow="fold", min_width=4)
-    table.add_column("Tenant", overflow="fold", min_width=6)
-    table.add_column("Workflow", overflow="fold", min_width=8)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Created (UTC)", no_wrap=True)
+    # In a narrow terminal every column folds (the date wraps at its space) rather than
+    # cutting a value with an ellipsis; piped, the console is as wide as the table needs.
+    table.add_column("ID", overflow="fold")
+    table.add_column("Tenant", overflow="fold")
+    table.add_column("Workflow", overflow="fold")
+    table.add_column("Status", overflow="fold")
+    table.add_column("Created (UTC)", overflow="fold")
     table.add_column("Steps", justify="right", no_wrap=True)
     for r in rows:
         table.add_row(

@@ -81,7 +81,9 @@ def _progress_line(event: dict[str, Any]) -> None:
             else:
                 what = f"waiting to retry {escape(str(w.get('step')))}"
             until = w.get("until")
-            left = f" for {duration_text(max(0, int(until) - now))}" if until is not None else ""
+            if until is not None and int(until) <= now:
+                continue  # skipped (--skip-sleeps / --skip-retry-delays): it ends at once
+            left = f" for {duration_text(int(until) - now)}" if until is not None else ""
             stderr.print(f"[blue]…[/] {what}{left}")
 
 

@@ -238,10 +238,18 @@ def filters_text(workflow: str | None, tenant: str | None) -> str:
 
 def tenant_scopes(tenant: str) -> tuple[str, ...]:
     """The scopes a ``--tenant`` value matches: itself, and for a bare tenant id such as
-    ``acme`` also the scope of the default metadata ``{"tenantId": "acme"}``."""
-    if tenant == "" or tenant.lstrip().startswith(("{", "[", '"')):
-        return (tenant,)
+    ``acme`` also the scope of the default metadata ``{"tenantId": "acme"}``; metadata
+    JSON also matches its canonical form (the scope ``dynwf.dispatch.scope_of`` makes)."""
     from dynwf.dispatch import scope_of
+
+    if tenant == "":
+        return (tenant,)
+    if tenant.lstrip().startswith(("{", "[", '"')):
+        try:  # metadata as a person writes it (spaces, any key order) is the same scope
+            canonical = scope_of(json.loads(tenant))
+        except ValueError:
+            return (tenant,)
+        return (canonical,) if canonical == tenant else (tenant, canonical)
 
     return (tenant, scope_of({"tenantId": tenant}))
 
