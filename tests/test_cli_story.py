@@ -379,8 +379,10 @@ def test_version_and_shell_completion(tmp_path: Path) -> None:
 
 
 def test_each_short_option_means_one_thing_in_every_command() -> None:
-    from dynwf.cli import app
-    from dynwf.cli import _commands  # noqa: F401  (registers the commands)
+    from dynwf.cli import (
+        _commands,  # noqa: F401  (registers the commands)
+        app,
+    )
 
     meaning: dict[str, set[str]] = {}
 
