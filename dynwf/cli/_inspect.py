@@ -147,9 +147,11 @@ def list_instances(
 _HELP = (
     "Show the instances of this project, or one instance and its step timeline.\n\n"
     "Without ID: a table of instances, newest first (id, tenant, workflow, status, created, "
-    "steps). With ID: the instance (status, params, times, output, error, replay warnings) "
+    "steps). With ID: the instance (status and what it waits for, the tenant's params, "
+    "times, output, error, buffered events, replay warnings, why its code does not load) "
     "and each step with its type, attempts, duration, how often its callback ran and how "
-    "often a later pass replayed it from the journal.\n\n"
+    "often a later pass replayed it from the journal, then every failed attempt's error.\n\n"
+    "Values are never cut: a terminal folds them, a pipe (or --wide) gets full lines.\n\n"
     "Reads through the running `dynwf dev` when there is one (its DIR/dev.json), "
     "else straight from the journal DIR/journal.duckdb."
 )
@@ -162,6 +164,8 @@ Examples:
   dynwf inspect --workflow orders --status errored --limit 10
 
   dynwf inspect order-17 --tenant acme
+
+  dynwf inspect --wide            # full width in a terminal too (a pipe always gets it)
 
   dynwf inspect order-17 --json | jq '.steps[] | {name, executions, replays}'
 
@@ -181,12 +185,18 @@ With --json and an ID, the explorer API's instance detail plus dynwf's keys:
      "start": str | null, "end": str | null,
      "success": bool | null, "output"?: any, "config": {...},
      "attempts": [{"start", "end", "success", "error"}],
-     "finished"?: bool, "error"?: {...} | null,
+     "retry_at"?: str, "finished"?: bool, "error"?: {...} | null,
+     "until"?: str, "event_type"?: str, "deadline"?: str,
      "executions": int, "replays": int}],
-   "step_count": int, "warnings": [str]}
+   "step_count": int, "warnings": [str],
+   "events": [{"type", "payload", "timestamp"}], "parked": str | null}
 
-"success", "output", "config" and "attempts" are on "step" steps;
-"finished" and "error" on sleeps and waits. Times are ISO 8601 UTC.
+"success", "output", "config", "attempts" and "retry_at" (while a retry
+delay runs) are on "step" steps; "finished" and "error" on sleeps and
+waits; "until" on sleeps; "event_type" and "deadline" on waits. "params"
+is as stored: the dispatcher's envelope around the tenant's params.
+"events" are sent but not yet taken by a wait; "parked" says why the
+instance's code does not load. Times are ISO 8601 UTC.
 A tenant of "" means no tenant created the instance.
 
 Exit status: 0 shown, 1 failed (no such instance, an ambiguous id,
