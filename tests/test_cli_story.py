@@ -470,3 +470,21 @@ def test_dev_log_says_why(tmp_path: Path, devs: list[Dev]) -> None:
     assert "approval  a1  sleeping in settle until" in log
     dev.stop()
     ok(dynwf(project, "instances", "terminate", "f1"), 1)
+
+
+def test_dev_skip_sleeps_also_ends_a_sleep_already_journaled(
+    project: Path, devs: list[Dev]
+) -> None:
+    # approval/same is 2 hours into nothing: its sleep was journaled without --skip-sleeps.
+    asleep = json.loads(ok(dynwf(project, "inspect", "same", "--tenant", "approval", "--json")))
+    assert asleep["status"] == "waiting"
+    devs.append(dev := Dev(project, "--skip-sleeps"))
+    deadline = time.monotonic() + 60  # a hang guard only
+    while True:
+        detail = json.loads(ok(dynwf(project, "inspect", "same", "-t", "approval", "--json")))
+        if detail["status"] == "complete" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert detail["status"] == "complete", dev.output()  # the buffered event was taken
+    assert detail["output"] == {"by": {"by": "ann"}}
+    dev.stop()
