@@ -115,7 +115,8 @@ def table_console(wide: bool) -> Console:
     """Where tables go: the terminal's width in a terminal, unlimited when piped or --wide
     (a table then takes the width its cells need, nothing is cut)."""
     if stdout.is_terminal and not wide:
-        return stdout
+        # Not soft_wrap: with it rich lets a table run past the terminal's edge.
+        return Console(highlight=False)
     return Console(highlight=False, soft_wrap=True, width=100_000)
 
 
@@ -270,13 +271,13 @@ def _print_list(out: Console, client: StateClient, rows: list[InstanceSummary], 
     if not rows:
         out.print("No instances match.")
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     # In a narrow terminal every column folds (the date wraps at its space) rather than
     # cutting a value with an ellipsis; piped, the console is as wide as the table needs.
     table.add_column("ID", overflow="fold")
     table.add_column("Tenant", overflow="fold")
     table.add_column("Workflow", overflow="fold")
-    table.add_column("Status", overflow="fold")
+    table.add_column("Status", no_wrap=True)
     table.add_column("Created (UTC)", overflow="fold")
     table.add_column("Steps", justify="right", no_wrap=True)
     for r in rows:
@@ -289,6 +290,7 @@ def _print_list(out: Console, client: StateClient, rows: list[InstanceSummary], 
             str(r.steps),
         )
     out.print(table)
+    out.print()
     more = f"; the newest {limit} are shown, --limit shows more" if len(rows) == limit else ""
     out.print(f"[dim]{len(rows)} instance{'' if len(rows) == 1 else 's'}{more}[/]")
 
