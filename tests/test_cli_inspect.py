@@ -205,8 +205,8 @@ def test_cli_not_found_is_a_one_line_error(
         (("inspect", "--limit", "0"), "limit 0 must be a whole number of at least 1"),
         (("inspect", "o-2", "--status", "waiting"), "drop them when you give an ID"),
         (("instances", "send-event", "o-2"), "send-event needs --type"),
-        (("instances", "send-event", "o-2", "-t", "x", "-p", "{nope"), "--payload is not JSON"),
-        (("instances", "send-event", "o-2", "-t", "bad type!"), "event type 'bad type!'"),
+        (("instances", "send-event", "o-2", "--type", "x", "--payload", "{nope"), "--payload is"),
+        (("instances", "send-event", "o-2", "--type", "bad type!"), "event type 'bad type!'"),
     ],
 )
 def test_cli_usage_errors_exit_2_in_one_line(state: Path, args: tuple[str, ...], part: str) -> None:
@@ -242,6 +242,7 @@ def test_cli_pause_then_inspect_shows_paused(state: Path) -> None:
         "tenant": "globex",
         "action": "resume",
         "status": "queued",
+        "previous": "paused",
     }
     assert dynwf("instances", "terminate", "o-2", state=state).code == 0
     again = dynwf("instances", "terminate", "o-2", state=state)

@@ -174,6 +174,7 @@ async def test_client_journal_steering_records_facts_for_the_next_engine(
         "tenant": "globex",
         "action": "pause",
         "status": "paused",
+        "previous": "waiting",
     }
     assert (await client.describe("o-2"))["status"] == "paused"
     assert (await client.resume("o-2")).status == "queued"

@@ -45,6 +45,7 @@ def test_public_engine_surface_is_pinned() -> None:
         "InstanceState",
         "ManualClock",
         "Status",
+        "StatusChange",
         "Step",
         "StepConfig",
         "StepEvent",

@@ -1,8 +1,19 @@
-"""The typer application and the one place errors become exit codes."""
+"""The typer application, the one place errors become exit codes, and what every command shares.
+
+Short options mean one thing in every command: ``-t`` ``--tenant``, ``-w``
+``--workflow``, ``-p`` ``--params``, ``-c`` ``--config``, ``-s`` ``--status``,
+``-n`` ``--limit``. JSON input (``--params``, ``--metadata``, ``--payload``) is
+given inline, as ``@FILE`` (``@-`` for stdin), or with the matching ``--...-file``.
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,13 +25,36 @@ app = typer.Typer(
     name="dynwf",
     help="Local, durable Cloudflare Dynamic Workflows for Python.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
 
+def dynwf_version() -> str:
+    try:
+        return version("dynwf")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dynwf {dynwf_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print dynwf's version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Local, durable Cloudflare Dynamic Workflows for Python."""
 
 
@@ -50,6 +84,37 @@ def config_failure(exc: Exception) -> typer.Exit:
     return fail(escape(text) + "  (run `dynwf validate` for every problem)")
 
 
+def json_input(text: str | None, file: Path | None, option: str) -> Any:
+    """The JSON value of ``--<option>`` (inline, ``@FILE`` or ``@-``) or ``--<option>-file``.
+
+    None when neither is given. Raises UsageFailure (exit 2) naming what is wrong.
+    """
+    if text is not None and file is not None:
+        raise UsageFailure(f"give --{option} or --{option}-file, not both")
+    source, where = text, f"--{option}"
+    if file is None and text is not None and text.startswith("@"):
+        file = Path(text[1:])
+    if file is not None:
+        where = f"--{option} file {file}"
+        try:
+            source = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageFailure(
+                f"cannot read {where}: {exc.strerror or exc}; check the path "
+                f"(write --{option} @FILE or --{option}-file FILE)"
+            ) from None
+    if source is None:
+        return None
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:
+        example = shlex.quote('{"name": "Ada"}')
+        raise UsageFailure(
+            f"{where} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
+            f"write e.g. --{option} {example}, or --{option} @FILE for a JSON file"
+        ) from None
+
+
 def main() -> None:
     from dynwf.cli import _commands  # noqa: F401  (registers the commands)
     from dynwf.dispatch._api import show_deprecations
@@ -57,10 +122,10 @@ def main() -> None:
     show_deprecations()
 
     try:
-        app()
+        app(prog_name="dynwf")
     except UsageFailure as exc:
-        stderr.print(f"[bold red]error:[/] {exc}")
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except DynwfError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}")
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,12 +13,15 @@ import typer
 from rich.markup import escape
 
 from dynwf.cli._app import app, config_failure, fail, stderr
+from dynwf.cli._inspect import duration_text
 from dynwf.client import tenant_label
 from dynwf.config import ConfigFileError, InvalidConfigError
-from dynwf.engine import StepEvent, TimeControl
+from dynwf.engine import InstanceState, StatusChange, StepEvent, TimeControl
 from dynwf.errors import DynwfError
 from dynwf.project import Project, ReloadResult
 from dynwf.server import serve_project
+
+EXPLORER_PATH = "/cdn-cgi/explorer"
 
 _EXAMPLES = """\
 Examples:
@@ -40,23 +44,95 @@ once; started again, it resumes from what the journal holds), 2 usage.
 """
 
 
+def _error_text(error: Any) -> str:
+    if not error:
+        return "failed"
+    name, message = error.get("name") or "Error", error.get("message") or ""
+    return f"{name}: {message}" if message else str(name)
+
+
+def _who(st: InstanceState) -> str:
+    return f"{escape(tenant_label(st.scope))}  {escape(st.id)}"
+
+
+def _clock(ms: int | None) -> str:
+    if ms is None:
+        return "?"
+    left = ms - int(time.time() * 1000)
+    at = time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+    return f"{at} (in {duration_text(left)})" if left > 0 else f"{at} (due now)"
+
+
+def _waits(st: InstanceState) -> str:
+    """What a suspended instance waits for, in words."""
+    parts = []
+    for s in st.steps.values():
+        if s.done:
+            continue
+        if s.kind == "sleep":
+            parts.append(f"sleeping in {escape(s.name)} until {_clock(s.wake_at)}")
+        elif s.kind == "waitForEvent":
+            parts.append(f"waiting for event {escape(repr(s.event_type))} in {escape(s.name)} "
+                         f"until {_clock(s.wake_at)}")
+        elif s.wake_at is not None:
+            parts.append(f"retrying {escape(s.name)} at {_clock(s.wake_at)}")
+    return "; ".join(parts) or "waiting"
+
+
+# A status change worth a line of its own, by the event that caused it.
+_LIFECYCLE = {"pause": "paused", "resume": "resumed", "terminate": "terminated",
+              "restart": "restarted"}
+
+
 def _step_line(kind: str, payload: Any) -> None:
+    now = f"[dim]{time.strftime('%H:%M:%S')}[/]"
     if kind == "step":
         e: StepEvent = payload
         tenant = tenant_label(e.scope)
-        mark = "[green]ok[/]" if e.ok else f"[red]{escape(e.error['name'] if e.error else 'failed')}[/]"
+        mark = "[green]ok[/]" if e.ok else f"[red]{escape(_error_text(e.error))}[/]"
         stderr.print(
-            f"[dim]{time.strftime('%H:%M:%S')}[/] step  {escape(tenant)}  {escape(e.instance)}  "
+            f"{now} step  {escape(tenant)}  {escape(e.instance)}  "
             f"{escape(e.step)}  attempt {e.attempt}  {e.duration_ms} ms  {mark}"
         )
     elif kind == "warning":
         stderr.print(f"[yellow]warning:[/] {escape(str(payload))}")
     elif kind == "pass":
         st, outcome = payload
-        if outcome in ("complete", "errored"):
-            style = "green" if outcome == "complete" else "red"
-            stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{outcome}[/]  "
-                         f"{escape(tenant_label(st.scope))}  {escape(st.id)}")
+        if outcome == "complete":
+            stderr.print(f"{now} [green]complete[/]  {_who(st)}")
+        elif outcome == "errored":
+            stderr.print(f"{now} [red]errored[/]  {_who(st)}  [red]{escape(_error_text(st.error))}[/]")
+        elif outcome == "suspended" and st.status.value == "waiting":
+            stderr.print(f"{now} [blue]waiting[/]  {_who(st)}  {_waits(st)}")
+    elif kind == "status":
+        change: StatusChange = payload
+        st = change.instance
+        if change.event in _LIFECYCLE:
+            stderr.print(f"{now} [magenta]{_LIFECYCLE[change.event]}[/]  {_who(st)}  "
+                         f"[dim]({change.old} -> {change.new})[/]")
+        elif change.event == "wake" and change.old == "waiting":
+            stderr.print(f"{now} [cyan]woke[/]  {_who(st)}")
+    elif kind == "event":
+        st, type_ = payload
+        stderr.print(f"{now} [cyan]event[/]  {_who(st)}  {escape(repr(type_))} received")
+    elif kind == "parked":
+        st, reason = payload
+        stderr.print(f"{now} [red]parked[/]  {_who(st)}  code will not load ({escape(reason)}); "
+                     "it runs again once a reload fixes it")
+    elif kind == "recovered":
+        states: list[InstanceState] = payload
+        counts = Counter(st.status.value for st in states)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        stderr.print(f"{now} [cyan]recovered[/] {len(states)} unfinished instance(s) from the "
+                     f"journal: {summary}")
+        for st in states[:_RECOVERED_SHOWN]:
+            what = _waits(st) if st.status.value == "waiting" else st.status.value
+            stderr.print(f"{now}   {_who(st)}  {what}")
+        if len(states) > _RECOVERED_SHOWN:
+            stderr.print(f"{now}   ... and {len(states) - _RECOVERED_SHOWN} more (`dynwf inspect`)")
+
+
+_RECOVERED_SHOWN = 10
 
 
 def _reload_line(r: ReloadResult) -> None:
@@ -74,7 +150,15 @@ def _reload_line(r: ReloadResult) -> None:
 
 
 class _RequestLog(logging.Handler):
+    """Requests to the tenant's fetch, one line each; the explorer API's own traffic
+    (`dynwf inspect`, wrangler, the dashboard) only when it fails on the server."""
+
     def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if (record.levelno < logging.WARNING and len(args) >= 3
+                and str(args[1]).startswith(EXPLORER_PATH) and isinstance(args[2], int)
+                and args[2] < 500):
+            return
         stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(record.getMessage())}")
 
 
@@ -89,8 +173,10 @@ def dev(
                                                     "(or $DYNWF_PERSIST_TO).")] = None,
     inline: Annotated[bool, typer.Option("--inline", help="Run tenant code in this process "
                                          "instead of isolates (for debuggers).")] = False,
-    skip_sleeps: Annotated[bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating).")] = False,
-    skip_retry_delays: Annotated[bool, typer.Option("--skip-retry-delays", help="Retries run at once.")] = False,
+    skip_sleeps: Annotated[bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating), "
+                                              "also those already journaled.")] = False,
+    skip_retry_delays: Annotated[bool, typer.Option("--skip-retry-delays", help="Retries run at once, "
+                                                    "also those already journaled.")] = False,
     no_reload: Annotated[bool, typer.Option("--no-reload", help="Do not watch files.")] = False,
     accept_data_loss: Annotated[bool, typer.Option(
         "--accept-data-loss", help="Open a journal that lacks facts its last writer committed "

@@ -1,34 +1,44 @@
-"""``dynwf instances pause|resume|terminate|restart|send-event``: steer an instance from the shell."""
+"""``dynwf instances create|list|pause|resume|terminate|restart|send-event``: instances from the shell."""
 
 from __future__ import annotations
 
-import json
+import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from dynwf.cli._app import app, fail, stdout
+from dynwf.cli._app import app, config_failure, fail, json_input, stdout
 from dynwf.cli._inspect import (
     JsonOpt,
+    LimitOpt,
     PersistTo,
+    StatusOpt,
     TenantOpt,
+    WideOpt,
     WorkflowOpt,
+    list_instances,
     print_json,
     source_line,
     status_text,
     with_state,
 )
-from dynwf.client import StateClient, Steered
+from dynwf.client import StateClient, Steered, tenant_arg, tenant_label
+from dynwf.config import ConfigFileError, InvalidConfigError, load_config
+from dynwf.errors import ValidationError
+from dynwf.run import pick_workflow
 
 instances = typer.Typer(
     name="instances",
-    help="Pause, resume, terminate, restart an instance or send it an event.\n\n"
+    help="Create, list, pause, resume, terminate, restart an instance or send it an event.\n\n"
     "Goes through the running `dynwf dev` when there is one, else writes to the journal; "
-    "an instance steered in the journal acts on it when `dynwf dev` or `dynwf run` next "
-    "opens the journal.",
+    "an instance created or steered in the journal acts on it when `dynwf dev` or "
+    "`dynwf run` next opens the journal.",
     epilog="Examples:\n\n"
+    "  dynwf instances create --tenant acme --params @order.json\n\n"
+    "  dynwf instances list --tenant acme --status waiting\n\n"
     "  dynwf instances pause order-17\n\n"
     "  dynwf instances resume order-17 --tenant acme\n\n"
     "  dynwf instances send-event exp-1 --type decision --payload '{\"approved\": true}'\n\n"
@@ -45,11 +55,11 @@ _JSON_SHAPE = """\
 With --json, stdout is one object:
 
   {"id": str, "workflow": str, "tenant": str,
-   "action": "pause" | "resume" | "terminate" | "restart" | "send_event",
-   "status": str}
+   "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create",
+   "status": str, "previous": str | null}
 
-"status" is the instance's status right after the action. A tenant of ""
-means no tenant created the instance.
+"status" is the instance's status right after the action, "previous" right
+before it (null for create). A tenant of "" means no tenant created the instance.
 
 Exit status: 0 done, 1 failed (no such instance, an ambiguous id, a status
 that does not allow it, journal in use, ...), 2 bad command line (no
@@ -77,11 +87,31 @@ _STEERING = {
 }
 
 
+_NOT_PAUSED = ("queued", "running", "waiting")
+
+
 def _report(client: StateClient, done: Steered, what: str, as_json: bool) -> None:
+    if done.action == "resume" and done.previous not in ("paused", "waitingForPause", None):
+        # resume is a no-op unless paused: say what the instance is, never "resumed".
+        again = f"`dynwf instances restart {_flags(done)}` runs it again"
+        if done.status not in _NOT_PAUSED:
+            raise fail(
+                f"instance {escape(repr(done.id))} is {escape(done.status)}, not paused: "
+                f"nothing to resume ({escape(again)})"
+            )
+        if as_json:
+            print_json(done.as_json())
+            return
+        stdout.print(source_line(client))
+        stdout.print(
+            f"instance {escape(repr(done.id))} is not paused: nothing to resume; "
+            f"status {status_text(done.status)}"
+        )
+        return
     if as_json:
         print_json(done.as_json())
         return
-    tenant = f", tenant {escape(repr(done.tenant))}" if done.tenant else ""
+    tenant = f", tenant {escape(repr(tenant_label(done.tenant)))}" if done.tenant else ""
     stdout.print(source_line(client))
     stdout.print(
         f"[bold green]✔[/] {what} instance {escape(repr(done.id))} "
@@ -94,6 +124,13 @@ def _report(client: StateClient, done: Steered, what: str, as_json: bool) -> Non
             "[dim]recorded in the journal: the instance acts on it when `dynwf dev` or "
             "`dynwf run` next opens the journal[/]"
         )
+
+
+def _flags(done: Steered) -> str:
+    return (
+        f"{shlex.quote(done.id)} --workflow {shlex.quote(done.workflow)} "
+        f"--tenant {tenant_arg(done.tenant)}"
+    )
 
 
 def _steering_command(action: str, help: str, what: str) -> Callable[..., None]:
@@ -130,7 +167,9 @@ _SEND_HELP = (
 _SEND_EXAMPLES = """\
 Examples:
 
-  dynwf instances send-event order-17 --type approved -p '{"by": "ann"}'
+  dynwf instances send-event order-17 --type approved --payload '{"by": "ann"}'
+
+  dynwf instances send-event order-17 --type approved --payload @decision.json
 
   dynwf instances send-event order-17 --type cancel --tenant acme
 
@@ -142,12 +181,20 @@ def send_event(
     id: IdArg,
     type_: Annotated[
         str | None,
-        typer.Option("--type", "-t", metavar="T", help="The event type (required)."),
+        typer.Option("--type", metavar="TYPE", help="The event type (required)."),
     ] = None,
     payload: Annotated[
-        str,
-        typer.Option("--payload", "-p", metavar="JSON", help="The event payload, as JSON."),
-    ] = "{}",
+        str | None,
+        typer.Option(
+            "--payload",
+            metavar="JSON|@FILE",
+            help="The event payload: JSON, or @FILE (@- for stdin). Default: {}.",
+        ),
+    ] = None,
+    payload_file: Annotated[
+        Path | None,
+        typer.Option("--payload-file", metavar="FILE", help="Read the payload JSON from FILE."),
+    ] = None,
     workflow: WorkflowOpt = None,
     tenant: TenantOpt = None,
     persist_to: PersistTo = None,
@@ -155,18 +202,153 @@ def send_event(
 ) -> None:
     """Send an event (see _SEND_HELP)."""
     if type_ is None:
-        raise fail("send-event needs --type T, the event type a wait_for_event waits for", code=2)
-    try:
-        value: Any = json.loads(payload)
-    except ValueError as exc:
         raise fail(
-            f"--payload is not JSON ({escape(str(exc))}): quote it for the shell, "
-            """e.g. --payload '{"by": "ann"}'""",
-            code=2,
-        ) from None
+            "send-event needs --type TYPE, the event type a wait_for_event waits for", code=2
+        )
+    value: Any = json_input(payload, payload_file, "payload")
+    if payload is None and payload_file is None:
+        value = {}
 
     async def send(client: StateClient) -> Steered:
         return await client.send_event(id, type_, value, workflow=workflow, tenant=tenant)
 
     client, done = with_state(persist_to, send)
     _report(client, done, f"sent event {escape(repr(type_))} to", as_json)
+
+
+# -- create and list ---------------------------------------------------------------------
+_CREATE_HELP = (
+    "Create an instance for a tenant, as the dispatcher's wrapped binding does: the "
+    "params ride in the envelope with the tenant's metadata, and the id is scoped to "
+    "the tenant.\n\n"
+    "Through a running `dynwf dev` it starts at once; with no dev server it is recorded "
+    "in the journal and starts when `dynwf dev` next opens it."
+)
+_CREATE_EXAMPLES = """\
+Examples:
+
+  dynwf instances create --tenant acme --params '{"amount": 25, "currency": "EUR"}'
+
+  dynwf instances create -t acme --params @order.json --id order-17
+
+  dynwf instances create -t acme --params-file order.json --workflow orders --json
+
+"""
+
+
+@instances.command("create", help=_CREATE_HELP, epilog=_CREATE_EXAMPLES + _JSON_SHAPE)
+def create(
+    tenant: Annotated[
+        str, typer.Option("--tenant", "-t", metavar="T", help="The tenant (its id).")
+    ],
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            "-p",
+            metavar="JSON|@FILE",
+            help="The tenant's params: JSON, or @FILE (@- for stdin).",
+        ),
+    ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option("--params-file", metavar="FILE", help="Read the params JSON from FILE."),
+    ] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Instance id. Default: a new UUID.")
+    ] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(
+            "--metadata",
+            metavar="JSON|@FILE",
+            help='Dispatcher metadata. Default: {"tenantId": T}.',
+        ),
+    ] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="NAME",
+            help="Workflow name or binding. Default: the project's only one.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE|DIR",
+            help="wrangler.toml/.jsonc/.json or its directory.",
+        ),
+    ] = Path("."),
+    persist_to: PersistTo = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an instance (see _CREATE_HELP)."""
+    value = json_input(params, params_file, "params")
+    meta = json_input(metadata, None, "metadata")
+    try:
+        wf = pick_workflow(load_config(config), workflow)
+    except (ConfigFileError, InvalidConfigError) as exc:
+        raise config_failure(exc) from None
+    except ValidationError as exc:
+        raise fail(escape(str(exc)), code=2) from None
+
+    async def make(client: StateClient) -> Steered:
+        return await client.create(
+            wf.name,
+            metadata=meta if meta is not None else {"tenantId": tenant},
+            params=value,
+            id=id,
+        )
+
+    client, done = with_state(persist_to, make)
+    if as_json:
+        print_json(done.as_json())
+        return
+    stdout.print(source_line(client))
+    stdout.print(
+        f"[bold green]✔[/] created instance {escape(repr(done.id))} (workflow "
+        f"{escape(repr(done.workflow))}, tenant {escape(repr(tenant_label(done.tenant)))}); "
+        f"status now {status_text(done.status)}"
+    )
+    look = f"dynwf inspect {shlex.quote(done.id)} --tenant {tenant_arg(done.tenant)}"
+    if client.kind == "journal":
+        stdout.print(
+            "[dim]recorded in the journal: `dynwf dev` runs it when it next opens the "
+            f"journal; `{escape(look)}` shows it[/]"
+        )
+    else:
+        stdout.print(f"[dim]`{escape(look)}` follows it[/]")
+
+
+_LIST_EXAMPLES = """\
+Examples:
+
+  dynwf instances list
+
+  dynwf instances list -t acme -s waiting -n 10 --json
+
+The same table as `dynwf inspect` without an ID (see its --help for the --json
+shape). Exit status: 0 shown, 1 failed, 2 bad command line.
+"""
+
+
+@instances.command(
+    "list",
+    help="List instances, newest first: id, tenant, workflow, status, created, steps.",
+    epilog=_LIST_EXAMPLES,
+)
+def list_(
+    workflow: WorkflowOpt = None,
+    tenant: TenantOpt = None,
+    status: StatusOpt = None,
+    limit: LimitOpt = None,
+    persist_to: PersistTo = None,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """List instances (same as `dynwf inspect` without ID)."""
+    list_instances(workflow, tenant, status, limit, persist_to, as_json, wide)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,8 +12,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from dynwf.cli._app import app, config_failure, fail, stderr, stdout
-from dynwf.client import tenant_label
+from dynwf.cli._app import app, config_failure, fail, json_input, stderr, stdout
+from dynwf.cli._inspect import duration_text
+from dynwf.client import tenant_arg, tenant_label
 from dynwf.errors import ConfigError, DynwfError, ValidationError
 from dynwf.run import EXIT_USAGE, RunReport, run_workflow
 
@@ -20,6 +22,8 @@ _EXAMPLES = """\
 Examples:
 
   dynwf run --tenant acme --params '{"name": "Ada"}'
+
+  dynwf run -t acme --params @order.json                   # or --params-file order.json
 
   dynwf run --tenant acme --crash-at charge                 # SIGKILL right after 'charge' is journaled
 
@@ -36,7 +40,10 @@ callback runs. Each kill is a real SIGKILL of the engine process; a fresh proces
 recovers the instance from the journal and carries on.
 
 The run uses the project's state (.dynwf/), so `dynwf inspect ID` shows it afterwards;
-stop a running `dynwf dev` on the same state first, or pass --persist-to.
+stop a running `dynwf dev` on the same state first, or pass --persist-to. It runs its
+own instance only: other unfinished instances in that state wait for `dynwf dev`.
+While it runs, stderr shows each attempt as it starts and ends; tenant print()
+output goes to stderr too, so stdout holds only the report.
 
 Exit status: 0 complete, 1 errored / terminated / failed to run, 2 usage,
 3 waiting (for an event, a pause to end, or a sleep or retry longer than --max-wait).
@@ -48,17 +55,36 @@ attempt_errors, markers), exit_code, seconds.
 """
 
 
-def _json_arg(text: str | None, option: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(
-            f"{option} is not JSON ({exc.msg} at column {exc.colno}): "
-            f"""write e.g. {option} '{{"name": "Ada"}}'""",
-            code=EXIT_USAGE,
-        ) from None
+def _progress_line(event: dict[str, Any]) -> None:
+    """One stderr line per attempt start/end and per wait, while the run goes on."""
+    kind = event.get("kind")
+    step = escape(f"{event.get('step')}")
+    if kind == "start":
+        again = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+        stderr.print(f"[dim]▸[/] {step}#{event.get('count', 1)}{again} …")
+    elif kind == "end":
+        took = duration_text(int(event.get("ms") or 0))
+        if event.get("ok"):
+            stderr.print(f"[green]✔[/] {step}  {took}")
+        else:
+            err = event.get("error") or {}
+            text = f"{err.get('name', 'Error')}: {err.get('message', '')}".rstrip(": ")
+            stderr.print(f"[red]✗[/] {step}  attempt {event.get('attempt')}  {took}  "
+                         f"[red]{escape(text)}[/]")
+    elif kind == "waiting":
+        now = int(event.get("now") or 0)
+        for w in event.get("on") or []:
+            if w.get("type") == "waitForEvent":
+                what = f"waiting for event {escape(repr(w.get('event')))} ({escape(str(w.get('step')))})"
+            elif w.get("type") == "sleep":
+                what = f"sleeping in {escape(str(w.get('step')))}"
+            else:
+                what = f"waiting to retry {escape(str(w.get('step')))}"
+            until = w.get("until")
+            if until is not None and int(until) <= now:
+                continue  # skipped (--skip-sleeps / --skip-retry-delays): it ends at once
+            left = f" for {duration_text(int(until) - now)}" if until is not None else ""
+            stderr.print(f"[blue]…[/] {what}{left}")
 
 
 def _short(value: Any, width: int = 48) -> str:
@@ -119,13 +145,13 @@ def _print_report(r: RunReport) -> None:
     wait = r.waiting
     if wait and not r.parked:
         w: dict[str, Any] = wait
+        where = f"{shlex.quote(r.instance)} --workflow {shlex.quote(r.workflow)} --tenant {tenant_arg(r.scope)}"
         if w["kind"] == "event":
-            stdout.print(f"waiting for event type {escape(str(w['type']))!r} (step {escape(w['step'])}): "
-                         f"send it with `dynwf instances send-event {escape(r.instance)} "
-                         f"--type {escape(str(w['type']))} --tenant {escape(tenant_label(r.scope))}`, "
-                         "then `dynwf dev` runs the instance on")
+            send = f"dynwf instances send-event {where} --type {shlex.quote(str(w['type']))}"
+            stdout.print(f"waiting for event type {escape(repr(str(w['type'])))} (step {escape(w['step'])}): "
+                         f"send it with `{escape(send)}`, then `dynwf dev` runs the instance on")
         elif w["kind"] == "paused":
-            stdout.print("paused: `dynwf instances resume " + escape(r.instance) + "`")
+            stdout.print(f"paused: `{escape('dynwf instances resume ' + where)}`")
         else:
             stdout.print(f"waiting: {w['kind']} of step {escape(w['step'])} ends later than --max-wait; "
                          "pass --skip-sleeps / --skip-retry-delays, or a longer --max-wait")
@@ -137,10 +163,12 @@ def run(
                                         help="The tenant to run as (its id).")],
     workflow: Annotated[str | None, typer.Option("--workflow", "-w", metavar="NAME",
                                                  help="Workflow name or binding. Default: the only one.")] = None,
-    params: Annotated[str | None, typer.Option("--params", "-p", metavar="JSON",
-                                               help="The tenant's params, as JSON.")] = None,
+    params: Annotated[str | None, typer.Option("--params", "-p", metavar="JSON|@FILE",
+                                               help="The tenant's params: JSON, or @FILE (@- for stdin).")] = None,
+    params_file: Annotated[Path | None, typer.Option("--params-file", metavar="FILE",
+                                                     help="Read the params JSON from FILE.")] = None,
     id: Annotated[str | None, typer.Option("--id", metavar="ID", help="Instance id. Default: a new UUID.")] = None,
-    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON",
+    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON|@FILE",
                                                  help='Dispatcher metadata. Default: {"tenantId": T}.')] = None,
     crash_at: Annotated[list[str] | None, typer.Option("--crash-at", metavar="STEP[#N][:WHEN]",
                                                        help="SIGKILL the engine there (repeatable).")] = None,
@@ -163,8 +191,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """Create one instance for a tenant, drive it through crashes/evictions, print a report."""
-    parsed_params = _json_arg(params, "--params")
-    parsed_meta = _json_arg(metadata, "--metadata")
+    parsed_params = json_input(params, params_file, "params")
+    parsed_meta = json_input(metadata, None, "metadata")
 
     def progress(n: int, markers: list[dict[str, Any]]) -> None:
         if as_json or n == 1:
@@ -180,6 +208,7 @@ def run(
             hibernate_every_step=hibernate_every_step, skip_sleeps=skip_sleeps,
             skip_retry_delays=skip_retry_delays, max_wait=max_wait, persist_to=persist_to,
             inline=inline, accept_data_loss=accept_data_loss, on_process=progress,
+            on_progress=None if as_json else _progress_line,
         )
     except ValidationError as exc:
         raise fail(escape(str(exc)), code=EXIT_USAGE) from None

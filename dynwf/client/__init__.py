@@ -14,7 +14,10 @@ from dynwf.client._model import (
     InstanceSummary,
     StateClient,
     Steered,
+    envelope,
+    tenant_arg,
     tenant_label,
+    tenant_params,
     tenant_scopes,
 )
 from dynwf.client._open import JOURNAL_FILE, PERSIST_ENV, STATE_DIR, open_state
@@ -34,7 +37,10 @@ __all__ = [
     "StateClient",
     "StateNotFoundError",
     "Steered",
+    "envelope",
     "open_state",
+    "tenant_arg",
     "tenant_label",
+    "tenant_params",
     "tenant_scopes",
 ]

@@ -26,11 +26,14 @@ from dynwf.client._model import (
     Steered,
     Steering,
     check_listing,
+    envelope,
     pick,
     place_text,
     tenant_scopes,
 )
+from dynwf.dispatch import scope_of
 from dynwf.errors import (
+    InstanceExistsError,
     InstanceNotFoundError,
     InvalidStateError,
     ValidationError,
@@ -137,6 +140,7 @@ class HttpStateClient(Steering):
     ) -> Steered:
         async with self._client() as c:
             place = await self._resolve(c, id, workflow, tenant)
+            before = await self._detail(c, place[0], id, place[1])
             await self._call(
                 c,
                 "POST",
@@ -145,13 +149,14 @@ class HttpStateClient(Steering):
                 content=json.dumps(payload),
                 instance=(id, place),
             )
-            return await self._after(c, id, place, "send_event")
+            return await self._after(c, id, place, "send_event", before.get("status"))
 
     async def _steer(
         self, id: str, workflow: str | None, tenant: str | None, action: Action
     ) -> Steered:
         async with self._client() as c:
             place = await self._resolve(c, id, workflow, tenant)
+            before = await self._detail(c, place[0], id, place[1])
             await self._call(
                 c,
                 "PATCH",
@@ -160,11 +165,31 @@ class HttpStateClient(Steering):
                 content=json.dumps({"action": action}),
                 instance=(id, place),
             )
-            return await self._after(c, id, place, action)
+            return await self._after(c, id, place, action, before.get("status"))
 
-    async def _after(self, c: httpx.AsyncClient, id: str, place: Place, action: Any) -> Steered:
+    async def create(
+        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+    ) -> Steered:
+        scope = scope_of(metadata)
+        body: dict[str, Any] = {"params": envelope(metadata, params)}
+        if id is not None:
+            body["id"] = id
+        async with self._client() as c:
+            await self._workflows(c, workflow)
+            made = await self._call(
+                c, "POST", _path(workflow), tenant=scope, content=json.dumps(body)
+            )
+            new_id = str(made["result"]["id"])
+            return await self._after(c, new_id, (workflow, scope), "create", None)
+
+    async def _after(
+        self, c: httpx.AsyncClient, id: str, place: Place, action: Any, previous: Any
+    ) -> Steered:
         detail = await self._detail(c, place[0], id, place[1])
-        return Steered(id, place[0], place[1], action, str(detail.get("status", "unknown")))
+        status = str(detail.get("status", "unknown"))
+        return Steered(
+            id, place[0], place[1], action, status, None if previous is None else str(previous)
+        )
 
     # -- the API -------------------------------------------------------------------
     async def _workflows(self, c: httpx.AsyncClient, wanted: str | None) -> list[str]:
@@ -284,6 +309,8 @@ class HttpStateClient(Steering):
                 f"{message.rstrip('.')} on {self._where}: check --workflow "
                 "(`dynwf inspect` lists the instances of every workflow)"
             )
+        if status == 409 and "already in use" in message:
+            return InstanceExistsError(f"{message.rstrip('.')} ({self._where})")
         if status == 409 or "cannot_" in message:
             at = f"{place_text((instance[1][0], instance[1][1] or ''))}, " if instance else ""
             return InvalidStateError(f"{message} ({at}{self._where})")

@@ -25,11 +25,13 @@ from dynwf.client._model import (
     Steered,
     Steering,
     check_listing,
+    envelope,
     pick,
     place_text,
     tenant_scopes,
 )
-from dynwf.engine import Engine, InstanceState, instance_detail, iso_ms
+from dynwf.dispatch import scope_of
+from dynwf.engine import Engine, InstanceState, Workflow, instance_detail, iso_ms
 from dynwf.engine._model import fold
 from dynwf.errors import InvalidStateError, ValidationError, WorkflowNotFoundError
 from dynwf.journal import InstanceRow, Journal
@@ -118,6 +120,7 @@ class JournalStateClient(Steering):
         await self._opened(engine.start)
         try:
             st = engine.lookup(row.workflow, row.scope, row.id)
+            previous = st.status.value
             try:
                 await call(engine, st)
             except (InvalidStateError, ValidationError) as exc:
@@ -127,7 +130,26 @@ class JournalStateClient(Steering):
             status = st.status.value
         finally:
             await engine.stop()
-        return Steered(row.id, row.workflow, row.scope, action, status)
+        return Steered(row.id, row.workflow, row.scope, action, status, previous)
+
+    async def create(
+        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+    ) -> Steered:
+        scope = scope_of(metadata)
+        engine = Engine(self.path, execute=False)
+        # A steering engine runs nothing: the workflow is registered only so that
+        # create() knows the name; the next `dynwf dev` or `dynwf run` runs the instance.
+        engine.register(Workflow(workflow, workflow, _NotRunHere()))
+        await self._opened(engine.start)
+        try:
+            options: dict[str, Any] = {"params": envelope(metadata, params)}
+            if id is not None:
+                options["id"] = id
+            st = await engine.create(workflow, scope, options)
+            status = st.status.value
+        finally:
+            await engine.stop()
+        return Steered(st.id, workflow, scope, "create", status, None)
 
     # -- the journal file ----------------------------------------------------------
     def _resolve(
@@ -181,6 +203,13 @@ class JournalStateClient(Steering):
             "or stale): wait for that process to finish or stop it, then try again",
             pid,
         )
+
+
+class _NotRunHere:
+    """The program of a workflow a steering engine knows by name only."""
+
+    async def run(self, event: Any, host: Any) -> Any:
+        raise RuntimeError("a steering engine never runs a workflow")
 
 
 def _check_workflow(journal: Journal, workflow: str, where: str) -> None:

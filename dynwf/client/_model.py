@@ -8,8 +8,9 @@ print exactly these):
          "created": str | null, "steps": int}
     Steered.as_json()
         {"id": str, "workflow": str, "tenant": str,
-         "action": "pause" | "resume" | "terminate" | "restart" | "send_event",
-         "status": str}                      # the status right after the action
+         "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create",
+         "status": str,                      # the status right after the action
+         "previous": str | null}             # the status right before it (null: created)
     InstanceDetail (a dict): ``id`` and ``workflow``, then the explorer API's
     instance detail as ``dynwf.engine.instance_detail`` writes it (``dynwf dev``
     serves the same), whose ``tenant`` comes first here:
@@ -17,18 +18,22 @@ print exactly these):
          "status": str, "params": any, "queued": str | null, "start": str | null,
          "end": str | null, "output": any, "error": {"message", "name"} | null,
          "steps": [step, ...], "step_count": int, "warnings": [str],
-         "parked": str | null}       # why a waiting instance's code does not load
+         "events": [{"type", "payload", "timestamp", "consumed"}],  # every event sent
+         "passes": int,                      # run passes so far
+         "parked": str | null}               # why its code would not load
       step of type "step":
          {"name": "<name>-<count>", "start", "end", "success": bool | null,
           "type": "step", "output"? (only when success), "config",
           "attempts": [{"start", "end", "success": bool | null, "error"}],
-          "executions": int, "replays": int}
+          "executions": int, "replays": int, "wake_at": str | null}
       step of type "sleep":
          {"name", "start", "end", "finished": bool, "type": "sleep", "error": null,
-          "executions": int, "replays": int}
+          "executions": int, "replays": int, "wake_at": str | null, "sleep_ms": int}
       step of type "waitForEvent":
          {"name", "start", "end", "finished": bool, "type": "waitForEvent", "error",
-          "output": {"type", "payload", "timestamp"} | null, "executions": int, "replays": int}
+          "output": {"type", "payload", "timestamp"} | null, "executions": int, "replays": int,
+          "wake_at": str | null, "event_type": str}
+      "wake_at" is an unfinished step's next timer (sleep end, retry, wait deadline).
 
 Times are ISO 8601 UTC with milliseconds and a ``Z``. A tenant of ``""`` is the
 platform's own scope (an instance no tenant created). ``executions`` counts how
@@ -38,6 +43,8 @@ result from the journal instead.
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
@@ -74,8 +81,9 @@ class Steered:
     id: str
     workflow: str
     tenant: str
-    action: Action | Literal["send_event"]
+    action: Action | Literal["send_event", "create"]
     status: str
+    previous: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +136,14 @@ class StateClient(Protocol):
         tenant: str | None = None,
     ) -> Steered: ...
 
+    async def create(
+        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+    ) -> Steered:
+        """A new instance of ``workflow`` for the tenant ``metadata`` names, as the
+        dispatcher's wrapped binding makes it: ``params`` inside the envelope, in the
+        tenant's scope. ``id`` defaults to a new UUID."""
+        ...
+
 
 class Steering:
     """``pause``/``resume``/``terminate``/``restart`` of a client, through its ``_steer``."""
@@ -169,18 +185,47 @@ def check_listing(status: str | None, limit: int) -> None:
 
 def place_text(place: Place) -> str:
     workflow, tenant = place
-    return f"workflow {workflow!r} " + (f"tenant {tenant!r}" if tenant else "(no tenant)")
+    return f"workflow {workflow!r} " + (
+        f"tenant {tenant_label(tenant)!r}" if tenant else "(no tenant)"
+    )
 
 
 def place_flags(place: Place, among: list[Place] | None = None) -> str:
-    """The flags that pick ``place`` out of ``among`` (only those that differ), or both."""
+    """The flags that pick ``place`` out of ``among`` (only those that differ), or both,
+    quoted for a POSIX shell so they paste as they are."""
     workflow, tenant = place
     flags = []
     if among is None or len({p[0] for p in among}) > 1:
-        flags.append(f"--workflow {workflow}")
+        flags.append(f"--workflow {shlex.quote(workflow)}")
     if among is None or len({p[1] for p in among}) > 1:
-        flags.append(f"--tenant {tenant or repr('')}")
+        flags.append(f"--tenant {tenant_arg(tenant)}")
     return " ".join(flags)
+
+
+def tenant_arg(scope: str) -> str:
+    """The shortest ``--tenant`` value that selects exactly ``scope``, quoted for a POSIX
+    shell: ``acme`` for the scope of ``{"tenantId": "acme"}``, else the scope itself."""
+    label = tenant_label(scope)
+    if scope and label != scope and tenant_scopes(label)[-1] == scope:
+        return shlex.quote(label)
+    return shlex.quote(scope)
+
+
+def envelope(metadata: Any, params: Any) -> dict[str, Any]:
+    """The params a dispatcher's wrapped binding stores: the tenant's params in the envelope."""
+    from dynwf.dispatch import ENVELOPE_KEY
+
+    return {ENVELOPE_KEY: metadata, "params": params}
+
+
+def tenant_params(params: Any) -> tuple[Any, Any] | None:
+    """``(metadata, the tenant's own params)`` from an instance's stored params, or None
+    when they carry no dispatcher envelope (an instance created without one)."""
+    from dynwf.dispatch import ENVELOPE_KEY
+
+    if isinstance(params, dict) and ENVELOPE_KEY in params:
+        return params[ENVELOPE_KEY], params.get("params")
+    return None
 
 
 def filters_text(workflow: str | None, tenant: str | None) -> str:
@@ -188,33 +233,44 @@ def filters_text(workflow: str | None, tenant: str | None) -> str:
     if workflow is not None:
         parts.append(f"workflow {workflow!r}")
     if tenant is not None:
-        parts.append(f"tenant {tenant!r}" if tenant else "no tenant")
+        parts.append(f"tenant {tenant_label(tenant)!r}" if tenant else "no tenant")
     return f" ({', '.join(parts)})" if parts else ""
 
 
 def tenant_scopes(tenant: str) -> tuple[str, ...]:
     """The scopes a ``--tenant`` value matches: itself, and for a bare tenant id such as
-    ``acme`` also the scope of the default metadata ``{"tenantId": "acme"}``."""
-    if tenant == "" or tenant.lstrip().startswith(("{", "[", '"')):
-        return (tenant,)
+    ``acme`` also the scope of the default metadata ``{"tenantId": "acme"}``; metadata
+    JSON also matches its canonical form (the scope ``dynwf.dispatch.scope_of`` makes)."""
     from dynwf.dispatch import scope_of
+
+    if tenant == "":
+        return (tenant,)
+    if tenant.lstrip().startswith(("{", "[", '"')):
+        try:  # metadata as a person writes it (spaces, any key order) is the same scope
+            canonical = scope_of(json.loads(tenant))
+        except ValueError:
+            return (tenant,)
+        return (canonical,) if canonical == tenant else (tenant, canonical)
 
     return (tenant, scope_of({"tenantId": tenant}))
 
 
 def tenant_label(scope: str) -> str:
-    """The inverse of ``tenant_scopes`` for display: ``acme`` for the scope of the default
-    metadata ``{"tenantId": "acme"}``, ``-`` for no tenant, else the scope as stored."""
-    import json
-
+    """A tenant as a person names it: ``acme`` for the scope of the default metadata
+    ``{"tenantId": "acme"}``; ``acme {"plan":"pro"}`` when the metadata has more keys
+    (so two scopes never share a label); ``-`` for no tenant; else the scope as stored."""
     if not scope:
         return "-"
     try:
         meta = json.loads(scope)
     except ValueError:
         return scope
-    if isinstance(meta, dict) and list(meta) == ["tenantId"] and isinstance(meta["tenantId"], str):
-        return meta["tenantId"]
+    if isinstance(meta, dict) and isinstance(meta.get("tenantId"), str):
+        rest = {k: v for k, v in meta.items() if k != "tenantId"}
+        if not rest:
+            return str(meta["tenantId"])
+        extra = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return f"{meta['tenantId']} {extra}"
     return scope
 
 

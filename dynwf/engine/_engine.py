@@ -136,6 +136,17 @@ class StepEvent:
     error: ErrorDict | None
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One status change, for logs and listeners: ``event`` is what moved it (``pause``,
+    ``resume``, ``terminate``, ``restart``, ``wake``, ``suspend``, ``recover``, ...)."""
+
+    instance: InstanceState
+    event: str
+    old: str
+    new: str
+
+
 Listener = Callable[[str, Any], None]
 
 
@@ -168,6 +179,9 @@ class Engine:
         # execute=False: a steering engine (pause/resume/terminate/send-event from the
         # shell) that records facts but never runs a pass; a `dynwf dev` picks them up.
         self.execute = execute
+        # Only instances this accepts are recovered and run (``dynwf run`` drives its
+        # own instance and leaves every other one of the journal as it finds it).
+        self.drives: Callable[[InstanceState], bool] | None = None
         self.clock: Clock = clock or SystemClock()
         self.max_running = max_running
         self.time = time or TimeControl()
@@ -320,11 +334,15 @@ class Engine:
         self._seq = self._journal.next_seq()
         for row in self._journal.instances():
             self._index[(row.workflow, row.scope, row.id)] = row.uid
+        recovered = []
         for uid, rows in self._journal.unfinished_facts().items():
             st = fold(uid, rows)
             self._instances[uid] = st
             self._recover(st)
+            recovered.append(st)
         self._timer_task = asyncio.create_task(self._timer_loop(), name="dynwf-timers")
+        if recovered and self.execute:
+            self.emit("recovered", [st for st in recovered if self._drives(st)])
         self._update_idle()
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -366,9 +384,12 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _drives(self, st: InstanceState) -> bool:
+        return self.drives is None or self.drives(st)
+
     def _recover(self, st: InstanceState) -> None:
-        if not self.execute:
-            return
+        if not self.execute or not self._drives(st):
+            return  # left exactly as journaled, for whichever engine drives it
         before = st.status
         self.set_status(st, Event.RECOVER)
         if st.status is Status.QUEUED:
@@ -527,9 +548,12 @@ class Engine:
         self._on_commit.append(callback)
 
     def set_status(self, st: InstanceState, event: Event, **extra: Any) -> None:
-        new = transition(st.status, event, instance=st.id)
-        if new is not st.status or extra:
+        old = st.status
+        new = transition(old, event, instance=st.id)
+        if new is not old or extra:
             self.record(st, "status", None, {"status": new.value, **extra})
+            if self.listeners and not self._frozen:
+                self.emit("status", StatusChange(st, event.value, old.value, new.value))
 
     def emit(self, kind: str, payload: Any) -> None:
         for fn in self.listeners:
@@ -637,6 +661,7 @@ class Engine:
             )
         self.record(st, "event", None, {"type": type_, "payload": clean})
         await self.durable()
+        self.emit("event", (st, type_))
         if st.status is Status.WAITING and type_ in st.waiting_types():
             self._wake(st)
 
@@ -702,6 +727,8 @@ class Engine:
     def _schedule(self, st: InstanceState) -> None:
         if self.stopping or not self.execute or st.uid in self._slots.running:
             return
+        if not self._drives(st):
+            return
         if len(self._slots.running) < self.max_running:
             self._start_pass(st)
         else:
@@ -726,11 +753,21 @@ class Engine:
         at = st.pending_wake()
         if at is None:
             return  # waits for an event with no deadline
+        now = self.clock.now_ms()
+        if at > now and any(self._skips_recorded(s) for s in st.steps.values()):
+            at = now  # a sleep or retry delay journaled before the skip was on ends now too
         gen = self._timer_gen.get(st.uid, 0) + 1
         self._timer_gen[st.uid] = gen
         heapq.heappush(self._timers, (at, gen, st.uid))
         if self._timers[0][2] == st.uid:
             self._timer_changed.set()
+
+    def _skips_recorded(self, s: StepState) -> bool:
+        if s.done or s.wake_at is None:
+            return False
+        if s.kind == "sleep":
+            return self.time.skips_sleep(s.name)
+        return s.kind == "do" and self.time.skips_retry(s.name)
 
     async def _timer_loop(self) -> None:
         while True:

@@ -177,7 +177,8 @@ class Pass:
                 outcome = self._attempt_failed(s, INTERNAL_ERROR, retryable=True)
                 if outcome is not None:
                     return outcome
-            if s.wake_at is not None and s.wake_at > eng.clock.now_ms():
+            late = s.wake_at is not None and s.wake_at > eng.clock.now_ms()
+            if late and not eng.time.skips_retry(name):
                 await self._suspend()  # the retry delay has not passed yet
         mock = self.mods.plan(name, cfg.timeout_ms) if self.mods is not None else None
         n = (len(s.attempts) if s is not None else 0) + 1

@@ -9,6 +9,12 @@ The outcome goes to the result file as one JSON object.
 
 It dies with its supervisor (``PR_SET_PDEATHSIG`` on Linux): an engine left running
 on the journal after ``dynwf run`` was killed would hold it locked, invisibly.
+
+Only the run's own instance is recovered and run: every other unfinished instance
+of the journal is left exactly as it is, for ``dynwf dev`` to carry on. Progress
+(an attempt starts, an attempt ends, the instance waits) goes to the parent as JSON
+lines on the pipe ``spec.progress_fd``; this process's stdout is the parent's stderr,
+so tenant ``print()`` output never mixes into a ``--json`` report.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from dynwf.dispatch import scope_of
 from dynwf.dispatch._api import show_deprecations, tenant_binding
-from dynwf.engine import Faults, InstanceState, StepState, TimeControl
+from dynwf.engine import Faults, InstanceState, StatusChange, StepEvent, StepState, TimeControl
 from dynwf.engine._states import FINISHED, Status
 from dynwf.errors import DynwfError
 from dynwf.project import Project
@@ -65,11 +71,28 @@ def die_with_parent(parent: int) -> None:
         _die()
 
 
+class _Progress:
+    """JSON lines to the parent, if it asked for them; a parent gone away is ignored."""
+
+    def __init__(self, fd: int) -> None:
+        self.out = os.fdopen(fd, "w", buffering=1, encoding="utf-8") if fd >= 0 else None
+
+    def write(self, **event: Any) -> None:
+        if self.out is None:
+            return
+        try:
+            self.out.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+        except (OSError, ValueError):
+            self.out = None
+
+
 class _RunFaults(Faults):
     """Fires the run's crash, eviction and hibernation points for its one instance."""
 
-    def __init__(self, project: Project, spec: RunSpec, scope: str, markers: _Markers) -> None:
+    def __init__(self, project: Project, spec: RunSpec, scope: str, markers: _Markers,
+                 progress: _Progress) -> None:
         self.project, self.spec, self.scope, self.markers = project, spec, scope, markers
+        self.progress = progress
         self.crashes = list(spec.crashes)
         self.evictions = list(spec.evictions)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -95,6 +118,9 @@ class _RunFaults(Faults):
                 return
 
     def attempt_started(self, st: InstanceState, step: StepState) -> None:
+        if self._ours(st):
+            self.progress.write(kind="start", step=step.name, count=step.count,
+                                attempt=len(step.attempts))
         self._crash(st, step, "during")
 
     def before_result(self, st: InstanceState, step: StepState) -> None:
@@ -157,7 +183,9 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
         time=TimeControl(skip_sleeps=spec.skip_sleeps, skip_retry_delays=spec.skip_retry_delays),
     )
     scope = scope_of(spec.metadata)
-    faults = project.engine.faults = _RunFaults(project, spec, scope, markers)
+    progress = _Progress(spec.progress_fd)
+    faults = project.engine.faults = _RunFaults(project, spec, scope, markers, progress)
+    project.engine.drives = faults._ours  # other unfinished instances are left as they are
     parked: list[str] = []
 
     def listen(kind: str, payload: Any) -> None:
@@ -165,6 +193,18 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
             st, reason = payload
             if faults._ours(st):
                 parked.append(reason)
+        elif kind == "step":
+            e: StepEvent = payload
+            if (e.workflow, e.scope, e.instance) == (spec.workflow, scope, spec.id):
+                progress.write(kind="end", step=e.step, attempt=e.attempt, ok=e.ok,
+                               ms=e.duration_ms, error=e.error)
+        elif kind == "status":
+            change: StatusChange = payload
+            st = change.instance
+            if faults._ours(st) and change.new == "waiting" and not st.parked:
+                pending = [{"step": s.name, "type": s.kind, "until": s.wake_at, "event": s.event_type}
+                           for s in st.steps.values() if not s.done]
+                progress.write(kind="waiting", on=pending, now=project.engine.clock.now_ms())
 
     project.engine.listeners.append(listen)
     await project.start()

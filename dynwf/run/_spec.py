@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +29,12 @@ class StepPoint:
 
 
 def parse_point(text: str, *, option: str, allow_when: bool) -> StepPoint:
-    """``STEP[#N][:before|:after|:during]``; the step name itself may contain ``#`` or ``:``."""
+    """``STEP[#N][:before|:after|:during]``; the step name itself may contain ``#`` or ``:``.
+
+    For --crash-at, text after the last ``:`` must be a moment, so a misspelt one is
+    refused here, before anything runs, instead of naming a step that never runs; a
+    step whose name has a ``:`` is written with its moment (``db:write:after``).
+    """
     rest, when = text, "after"
     head, sep, tail = rest.rpartition(":")
     if sep and tail in WHENS:
@@ -37,6 +44,14 @@ def parse_point(text: str, *, option: str, allow_when: bool) -> StepPoint:
                 f"write {option} STEP[#N]"
             )
         rest, when = head, tail
+    elif sep and allow_when:
+        close = difflib.get_close_matches(tail, WHENS, n=1)
+        hint = f" (did you mean :{close[0]}?)" if close else ""
+        raise ValidationError(
+            f"{option} {text!r}: {tail!r} is not a moment{hint}; write "
+            f"{option} STEP[#N][:before|:after|:during], and for a step whose name has a "
+            f"':' give the moment too, e.g. {option} {shlex.quote(text + ':after')}"
+        )
     count = 1
     head, sep, tail = rest.rpartition("#")
     if sep and tail.isdigit():
@@ -75,6 +90,7 @@ class RunSpec:
     result_file: str = ""
     supervisor: int = 0  # the supervisor's PID: the engine process dies with it
     accept_data_loss: bool = False
+    progress_fd: int = -1  # a pipe to the parent for progress lines; -1 for none
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -136,6 +137,7 @@ def run_workflow(
     inline: bool = False,
     accept_data_loss: bool = False,
     on_process: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunReport:
     """Create one instance for ``tenant`` through the dispatcher's wrapped binding, drive it
     (through the crash and eviction points given) and report what happened.
@@ -143,7 +145,12 @@ def run_workflow(
     ``on_process(n, markers)`` is called before engine process ``n`` starts, with the
     markers so far (for progress output). ``accept_data_loss`` opens a journal that lacks
     facts its last writer committed (see ``dynwf.journal``) instead of refusing it.
-    Raises ``ValidationError`` for bad input,
+    ``on_progress(event)`` is called while an
+    engine process runs, for each of: ``{"kind": "start", "step", "count", "attempt"}``
+    (an attempt's callback is about to run), ``{"kind": "end", "step", "attempt", "ok",
+    "ms", "error"}`` and ``{"kind": "waiting", "on": [{"step", "type", "until",
+    "event"}], "now"}`` (times in epoch ms). Only the run's own instance runs: other
+    unfinished instances in the same state are left for ``dynwf dev``. Raises ``ValidationError`` for bad input,
     ``RunError`` when the run cannot be carried out, ``ConfigError`` for a bad config.
     """
     crashes = [parse_point(p, option="--crash-at", allow_when=True) for p in crash_at]
@@ -184,7 +191,7 @@ def run_workflow(
             supervisor=os.getpid(),
             accept_data_loss=accept_data_loss,
         )
-        result = _supervise(spec, work, on_process)
+        result = _supervise(spec, work, on_process, on_progress)
         markers = _read_markers(work / "markers.jsonl")
     report = _report(spec, state_dir, result, markers, crashes, evictions)
     report.seconds = round(time.monotonic() - started, 3)
@@ -199,8 +206,40 @@ def _check_journal(path: Path, accept_data_loss: bool) -> None:
     Journal(path, read_only=True, accept_data_loss=accept_data_loss).close()
 
 
+def _stderr_fd() -> int:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced by a test runner's buffer
+        return 2
+
+
+def _wait_reporting(child: subprocess.Popen[bytes], read_fd: int,
+                    on_progress: Callable[[dict[str, Any]], None] | None) -> int:
+    """Wait for ``child``, passing each progress line it writes to ``on_progress``."""
+    buffer = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(read_fd, selectors.EVENT_READ)
+        open_ = True
+        while True:
+            rc = child.poll()
+            if open_ and sel.select(timeout=0.05 if rc is None else 0):
+                chunk = os.read(read_fd, 65536)
+                if chunk:
+                    *done, buffer = (buffer + chunk).split(b"\n")
+                    for line in done:
+                        if line.strip() and on_progress is not None:
+                            on_progress(json.loads(line))
+                    continue
+                open_ = False  # every writer closed the pipe
+            if rc is not None:
+                return rc
+            if not open_:
+                return child.wait()
+
+
 def _supervise(
-    spec: RunSpec, work: Path, on_process: Callable[[int, list[dict[str, Any]]], None] | None
+    spec: RunSpec, work: Path, on_process: Callable[[int, list[dict[str, Any]]], None] | None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     markers_path, result_path = Path(spec.markers_file), Path(spec.result_file)
     seen = 0
@@ -208,11 +247,18 @@ def _supervise(
         if on_process is not None:
             on_process(spec.process, _read_markers(markers_path))
         spec_path = work / f"spec-{spec.process}.json"
+        read_fd, write_fd = os.pipe()
+        spec.progress_fd = write_fd
         spec.dump(spec_path)
         result_path.unlink(missing_ok=True)
-        child = subprocess.Popen([sys.executable, "-m", "dynwf.run._child", str(spec_path)])
         try:
-            rc = child.wait()
+            # The child's stdout is our stderr: tenant print() output is not the report.
+            child = subprocess.Popen([sys.executable, "-m", "dynwf.run._child", str(spec_path)],
+                                     stdout=_stderr_fd(), pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        try:
+            rc = _wait_reporting(child, read_fd, on_progress)
         except KeyboardInterrupt:
             # The child is in our process group and got the Ctrl-C too; let it stop.
             try:
@@ -220,6 +266,8 @@ def _supervise(
             except subprocess.TimeoutExpired:
                 child.kill()
             raise
+        finally:
+            os.close(read_fd)
         markers = _read_markers(markers_path)
         new, seen = markers[seen:], len(markers)
         crash = next((m for m in new if m["kind"] == "crash"), None)
