@@ -207,10 +207,11 @@ def test_inspect_shows_the_wake_time_and_a_buffered_event(project: Path) -> None
             "type": "approved",
             "payload": {"by": "ann"},
             "timestamp": detail["events"][0]["timestamp"],
+            "consumed": False,
         }
     ]
     out = ok(dynwf(project, "inspect", "same", "-t", "approval"))
-    wake = sleep["until"][:19].replace("T", " ")
+    wake = sleep["wake_at"][:19].replace("T", " ")
     assert f"sleeping in settle-1 until {wake}" in out
     assert re.search(r"Event\s+approved \{\"by\":\"ann\"\} \(sent ", out), out
 
@@ -461,7 +462,7 @@ def test_dev_log_says_why(tmp_path: Path, devs: list[Dev]) -> None:
     dev.until("resumed  approval  a1")
     ok(dynwf(project, "instances", "send-event", "a1", "--type", "approved", "--payload", "1"))
     dev.until("event  approval  a1  'approved' received")
-    assert "/cdn-cgi/explorer" not in dev.output()  # its own API traffic is not news
+    assert "/cdn-cgi/explorer/api" not in dev.output()  # its own API traffic is not news
     dev.stop()
     # Started again with --skip-sleeps: the recorded 2-hour sleep ends now too.
     devs.append(dev := Dev(project, "--skip-sleeps"))
