@@ -120,5 +120,9 @@ def test_sigkill_at_random_moments_never_reruns_journaled_steps(
         assert len(ok) == 1, f"{name} has {len(ok)} successful attempts"
         ran_attempts = [int(n) for step, n in lines if step == name]
         assert ran_attempts, f"{name} never ran"
-        # nothing ran after the attempt whose result was journaled
-        assert max(ran_attempts) == ok[0] and ran_attempts.count(ok[0]) == 1
+        # nothing ran after the attempt whose result was journaled (an attempt number may
+        # repeat: a kill between a callback beginning and its attempt fact's commit
+        # leaves no trace, so the next process runs that attempt again, costing no retry)
+        assert max(ran_attempts) == ok[0] and ran_attempts[-1] == ok[0]
+        # every journaled attempt really began
+        assert len(ran_attempts) >= len(s.attempts)

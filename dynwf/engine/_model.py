@@ -7,7 +7,9 @@ so the live state and the recovered state cannot drift apart.
 Fact kinds (``data`` is a JSON object):
     created      {workflow, scope, id, params}
     status       {status, output?, error?}
-    attempt      {n, config?, name?, count?}         a callback is about to run
+    attempt      {n, config?, name?, count?, mocked?} a callback began (its code up to
+                                                      its first suspension point ran),
+                                                      or a test modifier answered
     attempt_end  {n, ok, output?, error?, final?, retry_at?}
     sleep        {name, count, ms, until}            sleep started
     sleep_done   {}
@@ -78,7 +80,8 @@ class StepState:
 
     @property
     def executions(self) -> int:
-        """How many times the callback really ran (recorded before each run)."""
+        """How many times the callback really began, in any process (the ``attempt``
+        fact is recorded when the callback reports that it began)."""
         return sum(1 for a in self.attempts if not a.mocked)
 
     @property
