@@ -191,8 +191,10 @@ class Pass:
         if s is not None:
             self.engine.faults.attempt_started(self.st, s)
 
-    def _record_attempt(self, key: str) -> StepState | None:
+    def _record_attempt(self, key: str, *, inferred: bool = False) -> StepState | None:
         n, facts, _ = self._starting.pop(key)
+        if inferred:
+            facts = {**facts, "inferred": True}
         self.engine.record(self.st, "attempt", key, {"n": n, **facts})
         s = self.st.steps.get(key)
         if s is None or not self._current(s, n):
@@ -206,7 +208,7 @@ class Pass:
         point): journal it as begun, so the next pass counts it as a failed attempt and a
         callback that always kills its process runs out of retries."""
         for key in list(self._starting):
-            self._record_attempt(key)
+            self._record_attempt(key, inferred=True)
 
     def _deadline(self, key: str, n: int, timeout_ms: int) -> None:
         """Attempt ``n`` of ``key`` is still running at its timeout: the engine ends it.
@@ -223,7 +225,7 @@ class Pass:
         if key in self._starting:
             # Told to run timeout ms ago and never reported beginning: it blocks (or its
             # isolate is blocked), so it began.
-            self._record_attempt(key)
+            self._record_attempt(key, inferred=True)
         s = self.st.steps.get(key)
         if s is None or not self._current(s, n):
             return

@@ -66,7 +66,7 @@ class _RunFaults(Faults):
                 # that too but not the result, "after" with the result.
                 self.project.engine.commit_now()
                 self.markers.write(kind="crash", step=step.name, count=step.count, when=when,
-                                   attempt=attempt)
+                                   attempt=attempt, pid=os.getpid())
                 _die()  # at once: not one more message from the isolate is taken
                 return
 
