@@ -32,8 +32,10 @@ Examples:
 Crash points: STEP\\[#N]\\[:before|:after|:during] is the N-th call (default 1) of the step
 named STEP; :after (default) kills the engine right after its result is journaled,
 :before after the callback returned but before the journal write, :during while the
-callback runs. Each kill is a real SIGKILL of the engine process; a fresh process
-recovers the instance from the journal and carries on.
+callback runs (once its isolate reported that the callback's code up to its first
+await ran; its result never reaches the journal, and recovery counts the attempt as
+failed and runs it again). Each kill is a real SIGKILL of the engine process; a fresh
+process recovers the instance from the journal and carries on.
 
 The run uses the project's state (.dynwf/), so `dynwf inspect ID` shows it afterwards;
 stop a running `dynwf dev` on the same state first, or pass --persist-to.
