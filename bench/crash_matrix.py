@@ -92,6 +92,7 @@ def judge(points: list[str], run: dict[str, Any]) -> dict[str, Any]:
         "complete": report.get("status") == "complete" and report.get("output") == OUTPUT,
         "counts": dict(counts),
         "reported": reported,
+        "run": {"ran": ran, "markers": report.get("markers"), "status": report.get("status")},
     }
 
 
@@ -128,8 +129,10 @@ def main() -> int:
                         Counter("+".join(map(str, v["crashed_counts"])) for v in verdicts)
                     ),
                     "complete": sum(v["complete"] for v in verdicts),
+                    # every run that was not exact (else the first), for a closer look
                     "samples": [
-                        {"counts": v["counts"], "reported": v["reported"]} for v in verdicts[:1]
+                        {"counts": v["counts"], "reported": v["reported"], "run": v["run"]}
+                        for v in ([v for v in verdicts if not v["exact"]] or verdicts[:1])
                     ],
                 }
             )
@@ -138,6 +141,9 @@ def main() -> int:
     if opts.json:
         print(json.dumps(rows, indent=2))
         return 0
+    for r in rows:  # what the runs that were not exact saw
+        for sample in r["samples"] if r["exact"] < r["runs"] else []:
+            print(f"not exact, {r['case']}: {json.dumps(sample)}", file=sys.stderr)
     head = f"{'case':<24} {'runs':>4} {'exact':>7} {'report=file':>11} {'in killed':>9} "
     head += f"{'complete':>8}  crashed step(s) began N times in M runs"
     print(head)

@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from dynwf.engine._engine import Engine, Workflow
 
 
+# The engine's own deadline for an attempt comes this long after its timeout. A callback
+# whose event loop is free ends at its timeout by itself (``asyncio.timeout`` where it
+# runs), and its error comes back in the same pass, where ``run()`` may catch it; the
+# engine's deadline is the backstop for a callback that blocks its loop and can answer
+# nothing, and should not race the callback's own report of the same timeout.
+DEADLINE_SLACK_S = 0.1
+
+
 class PassInterrupted(BaseException):
     """Raised by a program whose code went away mid-pass (isolate died, evicted, reloaded).
 
@@ -171,7 +179,7 @@ class Pass:
         self.inflight.add(key)
         # The timeout counts from now: a callback may block before it can report beginning.
         self._deadlines[key] = asyncio.get_running_loop().call_later(
-            cfg.timeout_ms / 1000, self._deadline, key, n, cfg.timeout_ms
+            cfg.timeout_ms / 1000 + DEADLINE_SLACK_S, self._deadline, key, n, cfg.timeout_ms
         )
         s = self.st.steps.get(key)
         frozen = s.config if s is not None else None
