@@ -36,8 +36,10 @@ Examples:
 Crash points: STEP\\[#N]\\[:before|:after|:during] is the N-th call (default 1) of the step
 named STEP; :after (default) kills the engine right after its result is journaled,
 :before after the callback returned but before the journal write, :during while the
-callback runs. Each kill is a real SIGKILL of the engine process; a fresh process
-recovers the instance from the journal and carries on.
+callback runs (once its isolate reported that the callback's code up to its first
+await ran; its result never reaches the journal, and recovery counts the attempt as
+failed and runs it again). Each kill is a real SIGKILL of the engine process; a fresh
+process recovers the instance from the journal and carries on.
 
 The run uses the project's state (.dynwf/), so `dynwf inspect ID` shows it afterwards;
 stop a running `dynwf dev` on the same state first, or pass --persist-to. It runs its
@@ -50,7 +52,7 @@ Exit status: 0 complete, 1 errored / terminated / failed to run, 2 usage,
 
 --json prints one object: instance, workflow, tenant (the metadata), scope, status,
 output, error, waiting, parked, processes, markers, unreached, warnings, steps (name,
-type, executions, replays, attempts, failed_attempts, success, output, error,
+type, executions, unreported, replays, attempts, failed_attempts, success, output, error,
 attempt_errors, markers), exit_code, seconds.
 """
 
@@ -121,13 +123,17 @@ def _print_report(r: RunReport) -> None:
         if s["failed_attempts"]:
             attempts += f" [red]({s['failed_attempts']} ✗)[/]"
         ran = "-" if s["type"] != "step" else str(s["executions"])
+        if s.get("unreported"):  # attempt facts and reported callbacks differ: show both
+            ran += f" [yellow]/ {s['executions'] + s['unreported']}[/]"
         step = escape(s["name"])
         for m in s["markers"]:  # crash/evict markers under the step they hit
             step += f"\n [magenta]↯ {escape(m.replace(' (process ', ' @').rstrip(')'))}[/]"
         kind = {"step": "do", "waitForEvent": "event"}.get(s["type"], s["type"])
         table.add_row(step, kind, ran, str(s["replays"]), attempts, result)
     stdout.print(table)
-    stdout.print("[dim]ran: callback executions in any engine process; replays: results returned "
+    stdout.print("[dim]ran: callbacks that began, as their isolate reported, in any engine process "
+                 "(x / y: y attempts journaled, y - x of them cut before they could report); "
+                 "replays: results returned "
                  "from the journal; ✗: failed attempts; ↯: a crash or eviction dynwf injected, "
                  "@N in engine process N[/]")
     for warning in r.warnings:

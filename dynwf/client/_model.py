@@ -25,7 +25,7 @@ print exactly these):
          {"name": "<name>-<count>", "start", "end", "success": bool | null,
           "type": "step", "output"? (only when success), "config",
           "attempts": [{"start", "end", "success": bool | null, "error"}],
-          "executions": int, "replays": int, "wake_at": str | null}
+          "executions": int, "replays": int, "unreported": int, "wake_at": str | null}
       step of type "sleep":
          {"name", "start", "end", "finished": bool, "type": "sleep", "error": null,
           "executions": int, "replays": int, "wake_at": str | null, "sleep_ms": int}
@@ -37,8 +37,11 @@ print exactly these):
 
 Times are ISO 8601 UTC with milliseconds and a ``Z``. A tenant of ``""`` is the
 platform's own scope (an instance no tenant created). ``executions`` counts how
-often a step's callback really ran, ``replays`` how often a later pass took its
-result from the journal instead.
+often a step's callback began (as the process running it reported, after the
+callback's code up to its first suspension point ran), ``unreported`` the attempts
+journaled as begun without that report (their process died, or they still blocked
+at their timeout), ``replays`` how often a later pass took its result from the
+journal instead.
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ class Isolate:
         self.last_used = time.monotonic()
         self.killed_for: str | None = None
         self.over_cpu_limit = False  # killed by the watchdog for CPU (limits.cpu_ms)
+        self.closing = False  # stopped by the engine (evicted, replaced), not for its code
         self.busy = 0  # runs and fetches in flight
 
     @classmethod
@@ -126,6 +127,24 @@ class Isolate:
     def attempt_ended(self, token: str) -> None:
         self.attempts.pop(token, None)
 
+    def run_ended(self, run: str) -> None:
+        """A pass ended: forget its attempts still in flight (cancelled, timed out)."""
+        for token in [t for t in self.attempts if t.startswith(f"{run}:")]:
+            del self.attempts[token]
+
+    async def responsive(self, grace: float) -> bool:
+        """Whether the process answers a ping within ``grace`` s (its event loop is free).
+        A process that is gone counts as responsive: there is nothing left to replace."""
+        if not self.alive:
+            return True
+        try:
+            await asyncio.wait_for(self.conn.request({"op": "ping"}), grace)
+        except TimeoutError:
+            return not self.alive
+        except Exception:  # gone meanwhile, or answered with an error: it is not blocked
+            return True
+        return True
+
     def over_cpu(self, cpu_ms: int) -> bool:
         """Whether an in-flight attempt has used more than ``cpu_ms`` of CPU (a watchdog tick)."""
         cpu = _cpu_ms(self.pid)
@@ -145,6 +164,7 @@ class Isolate:
                 os.kill(self.pid, signal.SIGKILL)
 
     async def close(self) -> None:
+        self.closing = True
         if self.alive:
             self.kill("evicted", quiet=True)
         await self.conn.close()

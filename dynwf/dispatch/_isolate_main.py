@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dynwf.dispatch._doorbell import Doorbell
-from dynwf.dispatch._wire import Connection, RemoteError
+from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine._step import DoBegin, Outcome, Step, error_from_dict
 from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
@@ -53,6 +53,14 @@ class RemoteHost:
         bell = self._conn.doorbell
         soon = BEGIN_SPIN_S if bell is not None and bell.hint else 0.0
         return tuple(await self._call("do_begin", key, name, count, config, soon=soon))
+
+    def began(self, key: str, attempt: int) -> None:
+        # One way, in order before the attempt's do_end; sent by the end of this loop turn
+        # (with the do_end, for a callback that does not suspend).
+        with contextlib.suppress(ConnectionLost):  # the engine is gone: so is this process soon
+            self._conn.notify(
+                {"op": "host", "run": self._run, "method": "began", "args": [key, attempt]}
+            )
 
     async def do_end(
         self, key: str, attempt: int, ok: bool, value: Any, error: Any, retryable: bool

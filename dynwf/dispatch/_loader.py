@@ -47,6 +47,11 @@ SPARE_DELAY = 0.1
 # How long the engine spins for an isolate's next message after answering a do_begin:
 # the callback of a quick step and the isolate's way to its next step.
 ANSWER_SPIN_S = 0.0003
+# When the engine ends an attempt at its timeout, how long the isolate has to answer a
+# ping before it counts as blocked (a callback spinning without awaiting) and is
+# replaced. A free event loop answers in well under a millisecond; this leaves room for
+# a busy machine, since a wrong kill costs the tenant's other passes their attempts.
+BLOCKED_GRACE_S = 1.0
 
 
 class CodeLoadError(DynwfError):
@@ -234,6 +239,22 @@ class WorkerLoader:
     async def close(self) -> None:
         await self.evict_all()
         await self._pool.close()
+
+    def replace_if_blocked(self, iso: Isolate, id: str, key: str) -> None:
+        """The engine ended an attempt of ``key`` in ``iso`` at its timeout: if the isolate
+        cannot answer a ping within ``BLOCKED_GRACE_S``, its event loop is blocked (the
+        callback spins), so kill it; the worker's next use starts a fresh one."""
+
+        async def check() -> None:
+            if not await iso.responsive(BLOCKED_GRACE_S):
+                iso.kill(
+                    f"worker {id!r}: step {key} did not stop at its timeout (its code blocks "
+                    "the event loop); a fresh isolate replaces it"
+                )
+
+        task = asyncio.get_running_loop().create_task(check())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def spin_hint(self, iso: Isolate, engine: Any) -> bool:
         """Whether the engine and ``iso`` should spin for each other's messages now.
@@ -430,10 +451,16 @@ class WorkerStub:
             return False
         run = self._runs.get(msg.get("run"))  # type: ignore[arg-type]
         if run is None:
-            return False
+            # A one-way step report of a pass that already ended (cancelled, timed out):
+            # nothing to record it in.
+            return msg.get("id") is None and msg.get("method") in ("began", "do_end")
         host, iso = run
         method, args, n = msg.get("method"), msg["args"], msg.get("id")
-        if method == "do_end" and args[0] not in host.inflight:
+        if method == "began" and n is None:
+            host.began(args[0], args[1])  # here, not in a task: before the do_end after it
+            return True
+        if method == "do_end" and args[0] not in host.inflight | host.timed_out:
+            # (a late result of an attempt the engine timed out is expected, and ignored)
             iso.kill(
                 f"worker {self.id!r} sent the result of step {args[0]!r}, which is not running"
             )
@@ -451,13 +478,11 @@ class WorkerStub:
             iso.conn.answer(n, list(answer))
             return True
         token = msg["run"]
-        iso.attempt_started(f"{token}:{args[0]}")
+        iso.attempt_started(f"{token}:{args[0]}")  # its CPU counts from now: it may spin at once
 
         def durable(error: BaseException | None) -> None:
             if token not in self._runs:
                 return  # the pass ended meanwhile (as an awaited do_begin is cancelled)
-            if error is None:
-                host.started(args[0])
             alone = self.loader.spin_hint(iso, host.engine)
             iso.conn.answer(n, list(answer), error)
             if alone:
@@ -554,6 +579,8 @@ class EntrypointStub:
             raise PassParked(f"worker {w.id!r}: {_failure(exc)}") from None
         token = f"r{next(_runs)}"
         w._runs[token] = (step.host, iso)
+        if hasattr(step.host, "on_timeout"):
+            step.host.on_timeout = lambda key: w.loader.replace_if_blocked(iso, w.id, key)
         iso.busy += 1
         w.loader.spin_hint(iso, getattr(step.host, "engine", None))
         n = iso.conn.request_id()
@@ -563,6 +590,13 @@ class EntrypointStub:
                 {"op": "run", "run": token, "cls": self.name, "event": payload}, id=n
             )
         except ConnectionLost:
+            if not iso.closing:
+                # Not evicted: the process died or was killed for what its code did. A
+                # callback told to run that never reported beginning ran into it (it exits,
+                # spins or blows up before its first suspension point): it counts.
+                lost = getattr(step.host, "callbacks_lost", None)
+                if lost is not None:
+                    lost()
             reason = iso.killed_for or "its process exited"
             raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
         except RemoteError as exc:
@@ -579,6 +613,7 @@ class EntrypointStub:
         finally:
             iso.busy -= 1
             w._runs.pop(token, None)
+            iso.run_ended(token)
             if iso.conn.doorbell is not None:
                 iso.conn.doorbell.hint = False  # until a pass runs in it again
             for task in run_tasks(step.host):

@@ -58,6 +58,8 @@ def is_error(v: Any) -> bool:
 HOST_CALLS: Mapping[str, tuple[Check, ...]] = {
     # key, name, count, config (any value: the engine checks a config, as for inline code)
     "do_begin": (_str, _str, _int, _any),
+    # key, attempt: the attempt's callback began (one way)
+    "began": (_str, _int),
     # key, attempt, ok, value, error, retryable
     "do_end": (_str, _int, _bool, _any, _opt(is_error), _bool),
     # key, name, count, ms, until
@@ -101,8 +103,8 @@ def check(msg: dict[str, Any], bindings: Collection[str]) -> str | None:
             return f"unknown step-host method {_short(method)}"
         if not _str(msg.get("run")):
             return f"host call {method!r} names no run pass"
-        if n is None and method != "do_end":
-            return f"host call {method!r} sent one way (only do_end's result may be)"
+        if n is None and method not in ("do_end", "began"):
+            return f"host call {method!r} sent one way (only began and do_end's result may be)"
         why = _args(msg.get("args"), HOST_CALLS[method], method)
         if why is None and method == "do_end" and not msg["args"][2] and msg["args"][4] is None:
             return "do_end: a failed attempt without its error"

@@ -113,10 +113,11 @@ class Faults:
     """Hooks at step boundaries; the default does nothing. Crash/evict plans override."""
 
     def attempt_started(self, st: InstanceState, step: StepState) -> None:
-        """The attempt fact is durable and the callback is about to run."""
+        """The callback began (its code up to its first suspension point ran) and its
+        attempt fact is recorded, not yet durable: ``engine.commit_now()`` makes it so."""
 
     def before_result(self, st: InstanceState, step: StepState) -> None:
-        """The callback returned; its result is not journaled yet."""
+        """The callback returned; its result is not recorded yet."""
 
     def after_result(self, st: InstanceState, step: StepState) -> None:
         """The result fact is queued; flush it with ``engine.commit_now()`` to make it durable."""
@@ -931,6 +932,7 @@ class Engine:
                 await self.durable()
         finally:
             p.task = None
+            p.close()
             if self._slots.running.get(st.uid) is p:
                 del self._slots.running[st.uid]
             for fn in self._after_pass.pop(st.uid, ()):

@@ -7,7 +7,13 @@ so the live state and the recovered state cannot drift apart.
 Fact kinds (``data`` is a JSON object):
     created      {workflow, scope, id, params}
     status       {status, output?, error?}
-    attempt      {n, config?, name?, count?}         a callback is about to run
+    attempt      {n, config?, name?, count?,          a callback began (its code up to
+                  mocked?, inferred?}                 its first suspension point ran, as
+                                                      its process reported); inferred: the
+                                                      engine concluded it began without a
+                                                      report (its process died, or it was
+                                                      still blocking at its timeout);
+                                                      mocked: a test modifier answered
     attempt_end  {n, ok, output?, error?, final?, retry_at?}
     sleep        {name, count, ms, until}            sleep started
     sleep_done   {}
@@ -58,6 +64,7 @@ class Attempt:
     ok: bool | None = None
     error: ErrorDict | None = None
     mocked: bool = False  # a test modifier answered; the callback did not run
+    inferred: bool = False  # journaled as begun without the callback's own report
 
 
 @dataclass(slots=True)
@@ -80,8 +87,14 @@ class StepState:
 
     @property
     def executions(self) -> int:
-        """How many times the callback really ran (recorded before each run)."""
-        return sum(1 for a in self.attempts if not a.mocked)
+        """How many times the callback reported that it began, in any process."""
+        return sum(1 for a in self.attempts if not a.mocked and not a.inferred)
+
+    @property
+    def unreported(self) -> int:
+        """Attempts journaled as begun that never said so: their process died, or they
+        blocked past their timeout, before the report (so they may have begun)."""
+        return sum(1 for a in self.attempts if a.inferred)
 
     @property
     def open_attempt(self) -> Attempt | None:
@@ -202,7 +215,9 @@ def _attempt(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str
         st.do_count += 1
     if "config" in d:
         s.config = d["config"]
-    s.attempts.append(Attempt(d["n"], ts, mocked=bool(d.get("mocked"))))
+    s.attempts.append(
+        Attempt(d["n"], ts, mocked=bool(d.get("mocked")), inferred=bool(d.get("inferred")))
+    )
     s.wake_at = None
 
 

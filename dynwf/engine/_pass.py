@@ -19,7 +19,17 @@ from dynwf.engine._states import Status
 from dynwf.engine._step import DoBegin, Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dynwf.engine._engine import Engine, Workflow
+
+
+# The engine's own deadline for an attempt comes this long after its timeout. A callback
+# whose event loop is free ends at its timeout by itself (``asyncio.timeout`` where it
+# runs), and its error comes back in the same pass, where ``run()`` may catch it; the
+# engine's deadline is the backstop for a callback that blocks its loop and can answer
+# nothing, and should not race the callback's own report of the same timeout.
+DEADLINE_SLACK_S = 0.1
 
 
 class PassInterrupted(BaseException):
@@ -57,6 +67,17 @@ class Pass:
         self.replayed: list[str] = []
         self.ran: list[str] = []
         self.inflight: set[str] = set()
+        # Attempts answered ("run", ...) whose callback has not reported ``began`` yet:
+        # key -> (attempt n, facts of the attempt fact, timeout ms). Nothing is journaled
+        # for them: an attempt that never began consumes no retry.
+        self._starting: dict[str, tuple[int, dict[str, Any], int]] = {}
+        # Attempts the engine ended at their timeout; a late do_end of theirs is stale.
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
+        self.timed_out: set[str] = set()
+        # Set by a program whose callbacks run elsewhere (an isolate): called with the
+        # step key when the engine ended an attempt at its deadline, so the program can
+        # replace a process whose event loop the callback blocks.
+        self.on_timeout: Callable[[str], None] | None = None
         self.suspending = False
         self.aborted = False
         self.interrupted = False
@@ -80,9 +101,11 @@ class Pass:
         self.interrupt_requested = True
 
     def _at_boundary(self) -> bool:
-        """A pause request, a stopping engine or a reload: the pass ends before new work."""
+        """A pause request, a stopping engine, a reload or a pass already ending (an attempt
+        timed out): the pass ends before new work."""
         return (
-            self.st.status is Status.WAITING_FOR_PAUSE
+            self.suspending
+            or self.st.status is Status.WAITING_FOR_PAUSE
             or self.engine.stopping
             or self.interrupt_requested
         )
@@ -107,7 +130,6 @@ class Pass:
             answer = await self._begin(key, name, count, config)
         if answer[0] == "run":
             await self.engine.durable()
-            self.started(key)
         return answer
 
     def begin_now(
@@ -116,11 +138,13 @@ class Pass:
         """``do_begin``'s answer when finding it needs no waiting; None leaves it to ``do_begin``.
 
         That is a replayed step's result or error, or the first attempt of a step this
-        pass meets for the first time. A ``("run", ...)`` answer holds once the attempt
-        fact is durable (``engine.durable()``), and ``started(key)`` comes before the
-        callback runs. None: a pause, stop or reload boundary, a retry, an attempt cut
-        off by a crash, a test modifier or the step limit, which ``do_begin`` handles.
-        Raises only before it changes anything (an invalid step config).
+        pass meets for the first time. A ``("run", ...)`` answer may be given once every
+        fact recorded so far is durable (``engine.durable()``): a step's callback never
+        runs before the results it may depend on are journaled. Nothing is journaled for
+        the attempt until its callback reports ``began``. None: a pause, stop or reload
+        boundary, a retry, an attempt cut off by a crash, a test modifier or the step
+        limit, which ``do_begin`` handles. Raises only before it changes anything (an
+        invalid step config).
         """
         st = self.st
         s = st.steps.get(key)
@@ -132,7 +156,8 @@ class Pass:
             s is not None
             or self.mods is not None
             or self._at_boundary()
-            or st.do_count >= self.workflow.step_limit
+            or self._do_count() >= self.workflow.step_limit
+            or key in self._starting
         ):
             return None
         cfg = resolve_step_config(config, step=name)
@@ -140,17 +165,117 @@ class Pass:
         self._configs[key] = cfg
         return self._attempt(key, 1, cfg, {"config": cfg.as_dict(), "name": name, "count": count})
 
-    def started(self, key: str) -> None:
-        """The attempt ``begin_now`` or ``do_begin`` answered is durable; its callback runs now."""
-        self.engine.faults.attempt_started(self.st, self.st.steps[key])
+    def _do_count(self) -> int:
+        """``step.do`` calls so far: journaled ones and first attempts about to begin."""
+        return self.st.do_count + sum(1 for k in self._starting if k not in self.st.steps)
 
     def _attempt(self, key: str, n: int, cfg: StepConfig, facts: dict[str, Any]) -> DoBegin:
-        """Record attempt ``n`` of step ``key``, to run now: do_begin's ``("run", ...)``."""
-        self.engine.record(self.st, "attempt", key, {"n": n, **facts})
+        """Attempt ``n`` of step ``key`` may run now: do_begin's ``("run", ...)``.
+
+        Its ``attempt`` fact is recorded by ``began``, when the callback really began.
+        """
+        self._starting[key] = (n, facts, cfg.timeout_ms)
         self.ran.append(key)
         self.inflight.add(key)
-        frozen = self.st.steps[key].config
+        # The timeout counts from now: a callback may block before it can report beginning.
+        self._deadlines[key] = asyncio.get_running_loop().call_later(
+            cfg.timeout_ms / 1000 + DEADLINE_SLACK_S, self._deadline, key, n, cfg.timeout_ms
+        )
+        s = self.st.steps.get(key)
+        frozen = s.config if s is not None else None
         return ("run", n, frozen or cfg.as_dict(), cfg.timeout_ms)
+
+    def began(self, key: str, attempt: int) -> None:
+        """The callback of an attempt answered ``("run", ...)`` began (its code up to its
+        first suspension point ran): journal the attempt.
+
+        A crash from here on cuts an attempt that really ran: recovery counts it as
+        failed. Before this, a crash leaves no trace and costs no retry.
+        """
+        starting = self._starting.get(key)
+        if starting is None or starting[0] != attempt or self.aborted:
+            return  # not ours to start (a pass that ended, a duplicate)
+        s = self._record_attempt(key)
+        if s is not None:
+            self.engine.faults.attempt_started(self.st, s)
+
+    def _record_attempt(self, key: str, *, inferred: bool = False) -> StepState | None:
+        n, facts, _ = self._starting.pop(key)
+        if inferred:
+            facts = {**facts, "inferred": True}
+        self.engine.record(self.st, "attempt", key, {"n": n, **facts})
+        s = self.st.steps.get(key)
+        if s is None or not self._current(s, n):
+            return None  # the engine is (simulating) a dead process: nothing was recorded
+        return s
+
+    def callbacks_lost(self) -> None:
+        """The process running this pass's callbacks died of its own accord (it exited, or
+        was killed for its CPU use). A callback told to run that has not reported
+        beginning ran into that (an ``os._exit`` or a spin before its first suspension
+        point): journal it as begun, so the next pass counts it as a failed attempt and a
+        callback that always kills its process runs out of retries."""
+        for key in list(self._starting):
+            self._record_attempt(key, inferred=True)
+
+    def _deadline(self, key: str, n: int, timeout_ms: int) -> None:
+        """Attempt ``n`` of ``key`` is still running at its timeout: the engine ends it.
+
+        The callback's own ``asyncio.timeout`` normally ends it first; this is for a
+        callback that blocks its event loop (``while True: pass``), which can answer
+        nothing. The attempt fails with ``WorkflowTimeoutError`` and the retry policy
+        applies; the pass ends (the next pass retries, or replays the final error), and
+        ``on_timeout`` lets the program replace the blocked process.
+        """
+        self._deadlines.pop(key, None)
+        if self.aborted or key not in self.inflight:
+            return
+        if key in self._starting:
+            # Told to run timeout ms ago and never reported beginning: it blocks (or its
+            # isolate is blocked), so it began.
+            self._record_attempt(key, inferred=True)
+        s = self.st.steps.get(key)
+        if s is None or not self._current(s, n):
+            return
+        self.inflight.discard(key)
+        self.timed_out.add(key)
+        error = {
+            "name": "WorkflowTimeoutError",
+            "message": f"Execution timed out after {timeout_ms}ms",
+        }
+        outcome = self._attempt_failed(s, error, retryable=True)
+        self.engine.step_finished(self.st, s)
+        if outcome is not None:
+            self.interrupt_requested = True  # final: the next pass raises it in run()
+        self.suspending = True
+        self.maybe_cancel()
+        if self.on_timeout is not None:
+            self.on_timeout(key)
+
+    @staticmethod
+    def _current(s: StepState, n: int) -> bool:
+        a = s.open_attempt
+        return a is not None and a.n == n
+
+    def _stale(self, key: str, attempt: int) -> StepState | None:
+        """The step of a do_end that still counts; None for one the engine already ended
+        (timed out) or never started (a dead engine recorded nothing)."""
+        self.inflight.discard(key)
+        self._starting.pop(key, None)
+        handle = self._deadlines.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+        s = self.st.steps.get(key)
+        if s is None or key in self.timed_out or not self._current(s, attempt):
+            return None
+        return s
+
+    def close(self) -> None:
+        """The pass ended: stop its attempts' deadlines."""
+        for handle in self._deadlines.values():
+            handle.cancel()
+        self._deadlines.clear()
+        self._starting.clear()
 
     async def _begin(
         self, key: str, name: str, count: int, config: Mapping[str, Any] | None
@@ -162,7 +287,7 @@ class Pass:
         s = st.steps.get(key)
         first: dict[str, Any] = {}
         if s is None:
-            if st.do_count >= self.workflow.step_limit:
+            if self._do_count() >= self.workflow.step_limit:
                 raise StepLimitError(
                     f"instance {st.id!r} reached its limit of {self.workflow.step_limit} "
                     f"step.do calls at step {name!r}; raise workflows[].limits.steps in the config"
@@ -182,6 +307,8 @@ class Pass:
                 await self._suspend()  # the retry delay has not passed yet
         mock = self.mods.plan(name, cfg.timeout_ms) if self.mods is not None else None
         n = (len(s.attempts) if s is not None else 0) + 1
+        if key in self._starting:  # asked again before its callback began (a duplicate key)
+            raise RuntimeError(f"step {name!r} (call {count}) is already running in this pass")
         if mock is None:
             return self._attempt(key, n, cfg, first)
         # A test modifier answers; the callback does not run.
@@ -202,9 +329,10 @@ class Pass:
         if ok:
             return self.do_done(key, attempt, value)
         st, eng = self.st, self.engine
-        self.inflight.discard(key)
-        s = st.steps[key]
-        assert error is not None
+        s = self._stale(key, attempt)
+        if s is None:
+            await self._suspend()  # the engine ended it at its deadline: this pass is over
+        assert s is not None and error is not None
         outcome = self._attempt_failed(s, error, retryable)
         eng.step_finished(st, s)
         if outcome is None:
@@ -216,8 +344,12 @@ class Pass:
     def do_done(self, key: str, attempt: int, value: Any) -> Outcome:
         """A successful attempt's result. Never waits, so an isolate sends it one way."""
         st, eng = self.st, self.engine
-        self.inflight.discard(key)
-        s = st.steps[key]
+        s = self._stale(key, attempt)
+        if s is None:
+            # Too late (the engine timed the attempt out) or a dead engine: not journaled.
+            # The pass is ending; its next step call ends it.
+            self.maybe_cancel()
+            return ("done", value)
         eng.faults.before_result(st, s)
         eng.record(st, "attempt_end", key, {"n": attempt, "ok": True, "output": value}, lazy=True)
         eng.faults.after_result(st, s)

@@ -12,7 +12,7 @@ import ast
 import asyncio
 import builtins
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -47,6 +47,10 @@ class StepHost(Protocol):
     async def do_begin(
         self, key: str, name: str, count: int, config: Mapping[str, Any] | None
     ) -> DoBegin: ...
+
+    def began(self, key: str, attempt: int) -> None:
+        """Attempt ``attempt`` of step ``key`` began: its callback's code up to its first
+        suspension point ran. Called once per ``("run", ...)`` answer, before ``do_end``."""
 
     async def do_end(
         self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
@@ -138,6 +142,50 @@ class _Declared:
             self.params = list(inspect.signature(fn).parameters)
         self.last: asyncio.Future[Any] | None = None
         self.call: Callable[[], Awaitable[Any]] | None = None
+
+
+class _Began:
+    """Awaits an awaitable as ``await`` would, calling ``began()`` once its code up to the
+    first suspension point has run (or it finished or raised without suspending).
+
+    This is how ``began`` is exact: reported after the callback really ran, never before
+    (a task switch could otherwise let a crash land in between).
+    """
+
+    __slots__ = ("_awaitable", "_began")
+
+    def __init__(self, awaitable: Awaitable[Any], began: Callable[[], None]) -> None:
+        self._awaitable, self._began = awaitable, began
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        it = self._awaitable.__await__()
+        try:
+            value = it.send(None)
+        except StopIteration as stop:
+            self._began()
+            return stop.value
+        except BaseException:
+            self._began()
+            raise
+        self._began()
+        while True:  # what ``yield from it`` does, for an iterator already started
+            try:
+                sent = yield value
+            except GeneratorExit:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = it.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = it.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class Step:
@@ -276,7 +324,7 @@ class Step:
         ctx = EventDict(step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen)
         it = iter(values)
         args = [ctx if d is None else next(it) for d in deps]
-        ok, value, error, retryable = await self._attempt(decl, args, timeout_ms)
+        ok, value, error, retryable = await self._attempt(decl, args, timeout_ms, key, attempt)
         outcome = await self._host.do_end(key, attempt, ok, value, error, retryable)
         if outcome[0] == "done":
             return outcome[1]
@@ -289,13 +337,25 @@ class Step:
         return [await a for a in aws]
 
     async def _attempt(
-        self, decl: _Declared, args: list[Any], timeout_ms: int
+        self, decl: _Declared, args: list[Any], timeout_ms: int, key: str, attempt: int
     ) -> tuple[bool, Any, ErrorDict | None, bool]:
+        """Run one attempt's callback; the host hears ``began`` once the callback's code
+        up to its first suspension point ran (all of it, for a plain function)."""
+
+        def began() -> None:
+            self._host.began(key, attempt)
+
         try:
-            result = decl.fn(*args)
+            try:
+                result = decl.fn(*args)
+            except BaseException:
+                began()
+                raise
             if inspect.isawaitable(result):
                 async with asyncio.timeout(timeout_ms / 1000):
-                    result = await result
+                    result = await _Began(result, began)
+            else:
+                began()
             clean, _ = json_value(result, what=f"the result of step {decl.name!r}")
             return True, clean, None, True
         except TimeoutError:  # asyncio.timeout's, or one the callback raised itself

@@ -146,4 +146,5 @@ def _step(s: StepState) -> dict[str, Any]:
         for a in s.attempts
     ]
     out.update(extra)
+    out["unreported"] = s.unreported
     return out

@@ -106,15 +106,14 @@ class _RunFaults(Faults):
         for point in self.crashes:
             if (point.name, point.count, point.when) == (step.name, step.count, when):
                 attempt = len(step.attempts)
-                if when == "after":
-                    self.project.engine.commit_now()  # the result is journaled, then the kill
+                # What was recorded before the point is journaled, then the kill: "during"
+                # with the attempt fact of a callback that really began (its isolate said
+                # so, after its code up to its first suspension point ran), "before" with
+                # that too but not the result, "after" with the result.
+                self.project.engine.commit_now()
                 self.markers.write(kind="crash", step=step.name, count=step.count, when=when,
-                                   attempt=attempt)
-                if when == "during":
-                    # The callback starts right after this hook; the kill lands while it runs.
-                    asyncio.get_running_loop().call_soon(_die)
-                else:
-                    _die()
+                                   attempt=attempt, pid=os.getpid())
+                _die()  # at once: not one more message from the isolate is taken
                 return
 
     def attempt_started(self, st: InstanceState, step: StepState) -> None:

@@ -5,8 +5,8 @@ child engine (``dynwf.run._child``), waits for it, and reads the markers file: w
 the child died by SIGKILL at one of the run's crash points, the point is struck off
 and a fresh child recovers the instance from the journal, exactly as a restarted
 ``dynwf dev`` would. When the last child is done, the report is read from the
-journal (read-only), so the execution counts in it are the ones the engine recorded
-before each callback ran, across every process.
+journal (read-only), so the execution counts in it are the callbacks that reported
+beginning (their code up to the first suspension point ran), across every process.
 """
 
 from __future__ import annotations
@@ -55,16 +55,20 @@ class RunReport:
                          | {"kind": "sleep" | "retry", "step", "until"} | {"kind": "paused"},
          "parked": str | null,                     # the tenant code failed to load
          "processes": int,                          # engine processes the run used
-         "markers": [{"kind": "crash", "step", "count", "when", "attempt", "process"}
+         "markers": [{"kind": "crash", "step", "count", "when", "attempt", "process", "pid"}
                      | {"kind": "evict", "step", "count", "workers", "process"}],
          "unreached": [str],                        # crash/evict points never reached
          "warnings": [str],                         # replay divergence warnings
-         "steps": [{"name", "type", "executions", "replays", "attempts",
+         "steps": [{"name", "type", "executions", "unreported", "replays", "attempts",
                     "failed_attempts", "success", "output", "error",
                     "attempt_errors": [str], "markers": [str]}],
          "exit_code": int, "seconds": float}
 
-    ``executions``: how many times the step's callback really ran, in any process;
+    ``executions``: how many times the step's callback began, in any process, as the
+    isolate running it reported (after the callback's code up to its first suspension
+    point ran); ``unreported``: attempts the engine journaled as begun without that
+    report (the process died, or the callback still blocked at its timeout), so the
+    attempt facts number ``executions + unreported`` (mocked ones aside);
     ``replays``: how many later passes took its result from the journal instead.
     """
 
@@ -327,6 +331,7 @@ def _report(
                 "name": s["name"],
                 "type": s["type"],
                 "executions": s["executions"],
+                "unreported": s.get("unreported", 0),
                 "replays": s["replays"],
                 "attempts": len(attempts),
                 "failed_attempts": sum(1 for a in attempts if a["success"] is False),

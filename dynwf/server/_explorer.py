@@ -44,7 +44,7 @@ dynwf extensions: ``?tenant=<scope>`` on any route scopes instance calls to that
 tenant (an empty value is the default scope ``""``). Without it, lists and counts
 cover every tenant and an id is looked up in all of them: one match is used, several
 are a 400 asking for ``?tenant=``. Results carry ``tenant`` (list items, create,
-detail), per-step ``executions`` and ``replays``, and detail ``warnings``. For the
+detail), per-step ``executions``, ``replays`` and (for ``step.do``) ``unreported``, and detail ``warnings``. For the
 explorer UI's timeline the detail also carries ``passes`` (run passes so far),
 ``events`` (every buffered event: ``type``, ``payload``, ``timestamp``, ``consumed``)
 and per step ``wake_at`` (an unfinished step's next timer: sleep end, retry, wait
