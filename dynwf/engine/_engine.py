@@ -519,7 +519,7 @@ class Engine:
         """Return once every fact recorded so far is committed (raise if that fails)."""
         if isinstance(self.fatal, JournalCommitError):
             raise self.fatal
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._frozen:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -537,7 +537,10 @@ class Engine:
     def when_durable(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(None)`` once every fact recorded so far is committed (now, if it
         is), or ``callback(error)`` if that commit fails: ``durable()`` without a task,
-        called in the commit's own loop turn."""
+        called in the commit's own loop turn. A frozen engine (a simulated crash) never
+        calls back: a dead process answers nothing."""
+        if self._frozen:
+            return
         if isinstance(self.fatal, JournalCommitError):
             callback(self.fatal)
             return
