@@ -170,6 +170,23 @@ def test_dev_serves_two_tenants_while_inspect_reads_it(project: Path, running: l
     assert "Traceback" not in dev.output() and "stopped" in dev.output()
 
 
+def test_dev_logs_each_replay_divergence_once(project: Path, running: list[Dev]) -> None:
+    shutil.copytree(
+        FIXTURE.parent / "project_run" / "tenants" / "dice", project / "tenants" / "dice"
+    )
+    dev = Dev(project, "--skip-sleeps")
+    running.append(dev)
+    r = httpx.post(f"{dev.url}/dice/start", json={"id": "d"})
+    assert r.status_code == 200, r.text
+    done = wait_for(project, "d", "complete", timeout=120)
+    assert done["status"] == "complete"
+    # dice names its 3 steps anew on every pass: passes 2-4 each diverge once
+    assert len(done["warnings"]) == 3
+    logged = [line for line in dev.output().splitlines() if "replay diverged" in line]
+    assert [line.removeprefix("warning: ") for line in logged] == done["warnings"]
+    assert dev.stop() == 0
+
+
 def test_sigint_during_a_sleep_then_restart_completes(project: Path, running: list[Dev]) -> None:
     dev = Dev(project)
     running.append(dev)

@@ -55,7 +55,7 @@ class RunReport:
          "markers": [{"kind": "crash", "step", "count", "when", "attempt", "process"}
                      | {"kind": "evict", "step", "count", "workers", "process"}],
          "unreached": [str],                        # crash/evict points never reached
-         "warnings": [str],                         # replay divergence warnings
+         "warnings": [str],                         # replay divergences, one per line
          "steps": [{"name", "type", "executions", "replays", "attempts",
                     "failed_attempts", "success", "output", "error",
                     "attempt_errors": [str], "markers": [str]}],
@@ -63,6 +63,10 @@ class RunReport:
 
     ``executions``: how many times the step's callback really ran, in any process;
     ``replays``: how many later passes took its result from the journal instead.
+
+    A replay divergence (``warnings``) makes the exit code 1 whatever the status: the
+    workflow's code outside steps is not deterministic, so a real replay would run
+    steps again. ``allow_divergence`` (``--allow-divergence``) keeps the status's code.
     """
 
     instance: str
@@ -80,9 +84,12 @@ class RunReport:
     warnings: list[str]
     steps: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    allow_divergence: bool = False
 
     @property
     def exit_code(self) -> int:
+        if self.warnings and not self.allow_divergence:
+            return EXIT_FAILED
         if self.status == "complete":
             return EXIT_COMPLETE
         if self.parked is None and self.waiting is not None:
@@ -90,7 +97,9 @@ class RunReport:
         return EXIT_FAILED
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "exit_code": self.exit_code}
+        data = asdict(self)
+        del data["allow_divergence"]  # how the exit code was chosen, not what happened
+        return {**data, "exit_code": self.exit_code}
 
 
 def pick_workflow(config: ProjectConfig, name: str | None) -> WorkflowConfig:
@@ -132,14 +141,17 @@ def run_workflow(
     max_wait: str | int = "30 seconds",
     persist_to: str | Path | None = None,
     inline: bool = False,
+    allow_divergence: bool = False,
     on_process: Callable[[int, list[dict[str, Any]]], None] | None = None,
 ) -> RunReport:
     """Create one instance for ``tenant`` through the dispatcher's wrapped binding, drive it
     (through the crash and eviction points given) and report what happened.
 
     ``on_process(n, markers)`` is called before engine process ``n`` starts, with the
-    markers so far (for progress output). Raises ``ValidationError`` for bad input,
-    ``RunError`` when the run cannot be carried out, ``ConfigError`` for a bad config.
+    markers so far (for progress output). ``allow_divergence``: a replay divergence
+    does not make the report's exit code 1 (see ``RunReport``). Raises
+    ``ValidationError`` for bad input, ``RunError`` when the run cannot be carried out,
+    ``ConfigError`` for a bad config.
     """
     crashes = [parse_point(p, option="--crash-at", allow_when=True) for p in crash_at]
     evictions = [parse_point(p, option="--evict-at", allow_when=False) for p in evict_at]
@@ -180,6 +192,7 @@ def run_workflow(
         markers = _read_markers(work / "markers.jsonl")
     report = _report(spec, state_dir, result, markers, crashes, evictions)
     report.seconds = round(time.monotonic() - started, 3)
+    report.allow_divergence = allow_divergence
     return report
 
 
