@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import pytest
 
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import discard
 from dynwf.engine import ManualClock, TimeControl
 from dynwf.errors import InstanceNotFoundError
@@ -285,8 +283,10 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
         iso = loader.get("mixed", lambda: {})._isolate
         assert iso is not None
         conn = iso.conn
-        # The engine spun for the isolate's next message after answering its steps.
-        assert (conn.spins > 0) is (mode == "process")
+        # Whether the engine spun with spin on needs an idle core (bench/dispatch.py
+        # measures it); with spin off it never does, whatever the machine.
+        if mode == "process-no-spin":
+            assert conn.spins == 0
         assert conn.doorbell is not None and conn.doorbell.hint is False  # no pass runs now
 
 
@@ -302,33 +302,34 @@ async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream
     assert "raw to fd 1" in err and "printed" in err
 
 
-async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+async def _until(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="nobody spins on a single core")
-async def test_dispatch_spinning_waits_for_an_idle_core(make_project: Any) -> None:
+async def test_dispatch_spinning_waits_for_an_idle_core(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The machine's real load is bench/dispatch.py's business (scenario "cores"); here
+    # the watchdog reads a runnable-thread count the test sets, on a 2-core pool.
+    runnable = {"threads": 0}
+    monkeypatch.setattr(isolate_module, "_runnable", lambda: runnable["threads"])
     p = await make_project()
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
     await p.engine.wait_until_idle(timeout=30)
     pool = p.loaders["LOADER"]._pool
+    pool._cores = 2
     await _until(lambda: pool.idle_core)  # the spare has booted; nothing else runs
     boot = asyncio.create_task(pool._boot())
     await asyncio.sleep(0)
     assert not pool.idle_core  # an interpreter start wants the core
     await discard(await boot)
     await _until(lambda: pool.idle_core)
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 2)
-    ]
-    try:
-        await _until(lambda: not pool.idle_core)  # the watchdog saw the crowd
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+    runnable["threads"] = 3  # more threads want to run than there are cores
+    await _until(lambda: not pool.idle_core)  # the watchdog saw the crowd
+    runnable["threads"] = 2  # the engine and a spinning isolate: no crowd
     await _until(lambda: pool.idle_core)
+    pool._cores = 1
+    assert not pool.idle_core  # nobody spins on a single core
