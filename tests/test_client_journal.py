@@ -189,7 +189,7 @@ async def test_client_journal_steering_records_facts_for_the_next_engine(
     engine = make_engine(state, ManualClock(start=END_MS))
     await engine.start()
     try:
-        await engine.wait_until_idle(timeout=30)
+        await engine.wait_until_idle(timeout=300)
     finally:
         await engine.stop()
     done = await client.describe("o-1", tenant="acme")

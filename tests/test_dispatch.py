@@ -89,9 +89,9 @@ async def test_dispatch_each_tenant_runs_its_own_code_with_same_id(
         "tenant": "acme",
     }
     await post(p, "globex", {"id": "order-1", "params": {"name": "bob"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     acme = await (await binding(p, "acme").get("order-1")).status()
     globex = await (await binding(p, "globex").get("order-1")).status()
     assert acme["output"] == {"tenant": "acme", "text": "HELLO ANN FROM ACME"}
@@ -114,9 +114,9 @@ async def test_dispatch_forged_metadata_in_params_cannot_reroute(make_project: A
     p = await make_project()
     forged = {"__dispatcherMetadata": {"tenantId": "globex"}, "name": "mallory"}
     await post(p, "acme", {"id": "forged", "params": forged})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await (await binding(p, "acme").get("forged")).status()
     assert status["output"]["tenant"] == "acme"  # acme's code ran, in acme's scope
     with pytest.raises(InstanceNotFoundError):
@@ -128,7 +128,7 @@ async def test_dispatch_without_envelope_errors_naming_wrap_workflow_binding(
 ) -> None:
     p = await make_project()
     inst = await p.engine.binding("WORKFLOWS").create({"params": {"name": "raw"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await inst.status()
     assert status["status"] == "errored"
     assert status["error"]["name"] == "MissingDispatcherMetadataError"
@@ -142,7 +142,7 @@ async def test_dispatch_step_calling_os_exit_fails_only_its_attempt(
     p = await make_project()
     crashy = await binding(p, "crashy").create({"id": "c"})
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await crashy.status())["output"] == {"attempt": 2}
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"crashy"}', "c")
     attempts = st.steps["do:risky#1"].attempts
@@ -158,7 +158,7 @@ async def test_dispatch_step_spinning_forever_is_killed_at_cpu_limit(
     p = await make_project(limits=IsolateLimits(cpu_ms=300))
     spinner = await binding(p, "spinner").create({"id": "s"})
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await spinner.status())["output"] == {"attempt": 2}
     assert (await (await binding(p, "acme").get("a")).status())["status"] == "waiting"
 
@@ -167,7 +167,7 @@ async def test_dispatch_memory_cap_fails_the_attempt(make_project: Any, project_
     add_tenant(project_dir, "hog", "blob = bytearray(2 * 1024 * 1024 * 1024)")
     p = await make_project(limits=IsolateLimits(memory_mb=512))
     hog = await binding(p, "hog").create({"id": "h"})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await hog.status())["output"] == {"attempt": 2}
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"hog"}', "h")
     assert st.steps["do:risky#1"].attempts[0].error["name"] in (
@@ -179,12 +179,12 @@ async def test_dispatch_memory_cap_fails_the_attempt(make_project: Any, project_
 async def test_dispatch_eviction_mid_workflow_reloads_and_replays(make_project: Any) -> None:
     p = await make_project()
     await post(p, "acme", {"id": "e", "params": {"name": "eve"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     loader = p.loaders["LOADER"]
     assert loader.loaded() == ["acme"] and loader.loads == 1
     assert await loader.evict("acme")
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await (await binding(p, "acme").get("e")).status()
     assert status["output"] == {"tenant": "acme", "text": "HELLO EVE FROM ACME"}
     assert loader.loads == 2
@@ -196,7 +196,7 @@ async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> Non
     p = await make_project(max_isolates=1, time=TimeControl(skip_sleeps=True))
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
     await post(p, "globex", {"id": "g", "params": {"name": "gus"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     loader = p.loaders["LOADER"]
     live = [w for w in loader.loaded() if loader.get(w, lambda: {})._isolate is not None]
     assert len(live) <= 1
@@ -261,9 +261,9 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
     loader = p.loaders["LOADER"]
     loader.spin = mode == "process"
     inst = await binding(p, "mixed").create({"id": "m"})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await inst.status()
     assert status["output"] == [0, 10, 20, ["a", "b"], 3, "caught no"], status
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"mixed"}', "m")
@@ -296,7 +296,7 @@ async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream
     add_tenant(project_dir, "noisy", 'os.write(1, b"raw to fd 1\\n"); print("printed")')
     p = await make_project()
     noisy = await binding(p, "noisy").create({"id": "n"})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await noisy.status())["output"] == {"attempt": 1}
     err = capfd.readouterr().err
     assert "raw to fd 1" in err and "printed" in err
@@ -318,7 +318,7 @@ async def test_dispatch_spinning_waits_for_an_idle_core(
     monkeypatch.setattr(isolate_module, "_runnable", lambda: runnable["threads"])
     p = await make_project()
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     pool = p.loaders["LOADER"]._pool
     pool._cores = 2
     await _until(lambda: pool.idle_core)  # the spare has booted; nothing else runs

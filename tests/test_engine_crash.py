@@ -29,7 +29,7 @@ def child(journal: Path, log: Path, *crash: str) -> subprocess.CompletedProcess[
         [sys.executable, str(CHILD), str(journal), str(log), *crash],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
         env=env,
     )
 
@@ -86,7 +86,6 @@ def test_sigkill_at_step_recovers_with_same_output(
 KILLS = 8
 
 
-@pytest.mark.timeout(600)  # a hang guard: nine engine starts on a busy machine
 def test_sigkill_at_random_moments_never_reruns_journaled_steps(
     tmp_path: Path, reference: Any
 ) -> None:
@@ -118,7 +117,7 @@ def test_sigkill_at_random_moments_never_reruns_journaled_steps(
         time.sleep(rng.uniform(0.0, 0.6))
         assert proc.poll() is None, (k, proc.communicate())  # it did not die by itself
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=300)
     gate.touch()
     done = child(journal, log)
     assert done.returncode == 0, done.stderr

@@ -33,7 +33,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def dynwf(project: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def dynwf(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dynwf", *args],
         cwd=project,

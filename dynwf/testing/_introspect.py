@@ -200,7 +200,7 @@ class InstanceIntrospector(_Introspector):
                 )
             await asyncio.sleep(0.005)
 
-    async def wait_for_step_result(self, step: Any, timeout: float = 10.0) -> Any:
+    async def wait_for_step_result(self, step: Any, timeout: float = 60.0) -> Any:
         """The result of step ``{"name", "index"?}`` once it is journaled (raises its error)."""
         name = _step_name(step)
         index = step.get("index", 1) if isinstance(step, dict) else 1
@@ -221,7 +221,7 @@ class InstanceIntrospector(_Introspector):
             raise error_from_dict(s.error)
         return s.output
 
-    async def wait_for_status(self, status: str, timeout: float = 10.0) -> None:
+    async def wait_for_status(self, status: str, timeout: float = 60.0) -> None:
         def check() -> Any:
             st = self._state()
             if st is not None and st.status.value == status:
