@@ -240,7 +240,7 @@ async def test_client_journal_in_use_by_a_writer_names_its_pid(
 async def test_client_journal_waits_out_a_short_lock(state: Path) -> None:
     holder = Holder(state / "journal.duckdb", "write", seconds=0.5)
     try:
-        client = JournalStateClient(state / "journal.duckdb", lock_wait=20)
+        client = JournalStateClient(state / "journal.duckdb", lock_wait=300)
         assert (await client.pause("o-2")).status == "paused"
     finally:
         holder.stop()
