@@ -14,7 +14,9 @@ import pytest
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, wrap_workflow_binding
 from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import discard
+from dynwf.dispatch._loader import FETCH_LOAD_TRIES, WorkerStub
 from dynwf.engine import ManualClock, TimeControl
+from dynwf.engine._pass import PassInterrupted
 from dynwf.errors import InstanceNotFoundError
 from dynwf.project import Project
 from dynwf.workers import Request
@@ -202,6 +204,31 @@ async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> Non
     assert len(live) <= 1
     for tenant, id in (("acme", "a"), ("globex", "g")):
         assert (await (await binding(p, tenant).get(id)).status())["status"] == "complete"
+
+
+async def test_dispatch_request_whose_load_an_eviction_cut_loads_again(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What LRU pressure does (max_isolates below the tenants busy now): another tenant's
+    # pass takes the slot while this tenant's code loads for a request.
+    real, cuts = WorkerStub.isolate, {"left": 2}
+
+    async def isolate(self: WorkerStub) -> Any:
+        if cuts["left"]:
+            cuts["left"] -= 1
+            raise PassInterrupted(f"worker {self.id!r} was evicted while loading")
+        return await real(self)
+
+    monkeypatch.setattr(WorkerStub, "isolate", isolate)
+    p = await make_project()
+    assert await post(p, "acme", {"id": "a", "params": {"name": "ann"}}) == {
+        "id": "a",
+        "tenant": "acme",
+    }
+    assert cuts["left"] == 0
+    cuts["left"] = FETCH_LOAD_TRIES
+    r = await p.fetch(Request("http://localhost/globex/start", method="POST", body="{}"))
+    assert r.status == 503 and b"max_isolates" in r.body
 
 
 MIXED = """
