@@ -40,6 +40,12 @@ Definitions:
   tenant loaded. Each round waits ``--gap`` seconds, rewrites ``tenants/t0/worker.py``
   with a new ``VERSION``, then sends a request every 2 ms until the tenant answers with
   the new version; the latency is from the end of the write to that answer.
+- **idle core** (``cores``): the engine and an isolate spin for each other only while a
+  core is idle (``IsolatePool.idle_core``: no interpreter booting, no more runnable
+  threads than cores at the watchdog's last tick). With one tenant loaded: how long
+  until the pool reports an idle core, then how long after starting one CPU hog per
+  core it stops, and after killing them it allows spinning again. On a busy machine
+  the first figure is NaN: which is why no test asserts that spinning happened.
 - **1,000 tenants**: ``--tenants`` tenants, one 3-step instance each, all created at
   once (``create()`` calls gathered 100 at a time). Total time from the first create
   until all are complete; memory is sampled every 100 ms as the engine process's RSS
@@ -369,6 +375,9 @@ async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
                 commits[m].append((p.engine.commits - c0) / steps)
         iso = projects["process"].loaders["LOADER"].get(_tenant(0), lambda: {})._isolate
         hits = iso.conn.spin_hits / iso.conn.spins if iso is not None and iso.conn.spins else 0
+        spins = iso.conn.spins if iso is not None else 0
+        off = projects["process-no-spin"].loaders["LOADER"].get(_tenant(0), lambda: {})._isolate
+        nospin_spins = off.conn.spins if off is not None else 0
     finally:
         for p in projects.values():
             await p.stop()
@@ -381,6 +390,10 @@ async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
         "added_ms_per_step": added("process"),
         "nospin_added_ms_per_step": added("process-no-spin"),
         "engine_spin_hit_pct": 100 * hits,
+        # Spinning needs an idle core (IsolatePool.idle_core): on a busy machine the
+        # engine rightly does not spin, so this count is a fact about the machine.
+        "engine_spins_per_step": spins / (steps * repeats + 20),
+        "nospin_engine_spins": nospin_spins,
         "runs": per_step,
     }
     for m in STEP_MODES:
@@ -469,11 +482,46 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _until_ms(cond: Any, limit_s: float = 30.0) -> float:
+    t0 = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - t0 > limit_s:
+            return float("nan")
+        await asyncio.sleep(0.005)
+    return (time.perf_counter() - t0) * 1000
+
+
+async def scenario_cores(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """The idle-core watchdog against real CPU hogs: how soon spinning stops and resumes."""
+    import subprocess
+
+    p = await _open(tmp, "cores", 1)
+    try:
+        await _first_step_ns(p, _tenant(0), 20)
+        pool = p.loaders["LOADER"]._pool
+        idle_ms = await _until_ms(lambda: pool.idle_core)  # the spare booted, nothing else runs
+        hogs = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 2)
+        ]
+        try:
+            crowd_ms = await _until_ms(lambda: not pool.idle_core)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+        calm_ms = await _until_ms(lambda: pool.idle_core)
+    finally:
+        await p.stop()
+    return {"idle_at_start_ms": idle_ms, "crowd_seen_ms": crowd_ms, "calm_seen_ms": calm_ms}
+
+
 SCENARIOS: dict[str, harness.Scenario[dict[str, Any]]] = {
     "cold": scenario_cold,
     "steps": scenario_steps,
     "reload": scenario_reload,
     "scale": scenario_scale,
+    "cores": scenario_cores,
 }
 
 # (scenario, metric key, label, unit, target, higher is better); target None = information
@@ -515,6 +563,8 @@ ROWS: list[harness.Row] = [
     ("steps", "nospin_cpu_ms_per_step", "    CPU per step, process, spin=False", "ms", None, False),
     ("steps", "inline_cpu_ms_per_step", "    CPU per step, inline", "ms", None, False),
     ("steps", "engine_spin_hit_pct", "    engine spins ended by the isolate", "%", None, True),
+    ("steps", "engine_spins_per_step", "    engine spins per step, process", "", None, True),
+    ("steps", "nospin_engine_spins", "    engine spins, spin=False (0 expected)", "", None, False),
     ("steps", "process_commits_per_step", "    journal commits per step, process", "", None, False),
     ("steps", "inline_commits_per_step", "    journal commits per step, inline", "", None, False),
     ("reload", "save_median", "(3) save -> new code serves, median", "ms", 500.0, False),
@@ -534,6 +584,9 @@ ROWS: list[harness.Row] = [
         False,
     ),
     ("scale", "code_loads", "    code loads (> N means evicted mid-load)", "", None, False),
+    ("cores", "idle_at_start_ms", "(5) idle core seen (NaN: machine busy 30 s)", "ms", None, False),
+    ("cores", "crowd_seen_ms", "    CPU hogs started -> spinning stops", "ms", None, False),
+    ("cores", "calm_seen_ms", "    hogs killed -> spinning allowed again", "ms", None, False),
 ]
 
 FULL = {

@@ -47,7 +47,7 @@ class Harness:
         return self.engine.binding(name, scope=scope)
 
     async def idle(self) -> None:
-        await self.engine.wait_until_idle(timeout=30)
+        await self.engine.wait_until_idle(timeout=300)
 
     async def advance(self, by: int | str) -> None:
         self.clock.advance(by)

@@ -30,7 +30,7 @@ def test_help_has_examples_and_exit_codes(command: list[str]) -> None:
         [sys.executable, "-m", "dynwf", *command, "--help"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
         env={**os.environ, "COLUMNS": "120"},
     )
     assert done.returncode == 0, done.stderr
@@ -42,7 +42,7 @@ def test_help_has_examples_and_exit_codes(command: list[str]) -> None:
 
 def test_no_command_shows_every_command() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "dynwf"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "dynwf"], capture_output=True, text=True, timeout=600
     )
     out = done.stdout + done.stderr
     for name in ("init", "validate", "build", "dev", "run", "inspect", "instances"):

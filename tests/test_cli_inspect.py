@@ -43,7 +43,7 @@ def dynwf(*args: str, state: Path | None = None, env: dict[str, str] | None = No
         env=full,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 
@@ -270,7 +270,7 @@ async def test_cli_send_event_is_delivered_by_the_next_engine(state: Path) -> No
     engine = make_engine(state, ManualClock(start=END_MS))
     await engine.start()
     try:
-        await engine.wait_until_idle(timeout=30)
+        await engine.wait_until_idle(timeout=300)
         st = engine.lookup("orders", "acme", "o-1")
         assert (st.status.value, st.output) == ("complete", {"by": "bob"})
     finally:

@@ -102,10 +102,10 @@ async def test_client_http_steers_the_running_engine(live: Live) -> None:
     )
     assert live.engine.lookup("orders", "globex", "o-2").status.value == "paused"
     assert (await live.client.resume("o-2")).status in ("queued", "running", "waiting")
-    await live.engine.wait_until_idle(timeout=30)
+    await live.engine.wait_until_idle(timeout=300)
     sent = await live.client.send_event("o-1", "approved", {"by": "eve"}, tenant="acme")
     assert sent.action == "send_event"
-    await live.engine.wait_until_idle(timeout=30)
+    await live.engine.wait_until_idle(timeout=300)
     done = await live.client.describe("o-1", tenant="acme")
     assert (done["status"], done["output"]) == ("complete", {"by": "eve"})
     assert (await live.client.terminate("shared", workflow="orders")).status == "terminated"

@@ -190,7 +190,7 @@ async def test_client_journal_steering_records_facts_for_the_next_engine(
     engine = make_engine(state, ManualClock(start=END_MS))
     await engine.start()
     try:
-        await engine.wait_until_idle(timeout=30)
+        await engine.wait_until_idle(timeout=300)
     finally:
         await engine.stop()
     done = await client.describe("o-1", tenant="acme")
@@ -241,7 +241,7 @@ async def test_client_journal_in_use_by_a_writer_names_its_pid(
 async def test_client_journal_waits_out_a_short_lock(state: Path) -> None:
     holder = Holder(state / "journal.duckdb", "write", seconds=0.5)
     try:
-        client = JournalStateClient(state / "journal.duckdb", lock_wait=20)
+        client = JournalStateClient(state / "journal.duckdb", lock_wait=300)
         assert (await client.pause("o-2")).status == "paused"
     finally:
         holder.stop()

@@ -641,7 +641,7 @@ def _dynwf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +12,11 @@ from typing import Any
 import pytest
 
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
+from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import discard
+from dynwf.dispatch._loader import FETCH_LOAD_TRIES, WorkerStub
 from dynwf.engine import ManualClock, TimeControl
+from dynwf.engine._pass import PassInterrupted
 from dynwf.errors import InstanceNotFoundError
 from dynwf.project import Project
 from dynwf.workers import Request
@@ -91,9 +91,9 @@ async def test_dispatch_each_tenant_runs_its_own_code_with_same_id(
         "tenant": "acme",
     }
     await post(p, "globex", {"id": "order-1", "params": {"name": "bob"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     acme = await (await binding(p, "acme").get("order-1")).status()
     globex = await (await binding(p, "globex").get("order-1")).status()
     assert acme["output"] == {"tenant": "acme", "text": "HELLO ANN FROM ACME"}
@@ -116,9 +116,9 @@ async def test_dispatch_forged_metadata_in_params_cannot_reroute(make_project: A
     p = await make_project()
     forged = {"__dispatcherMetadata": {"tenantId": "globex"}, "name": "mallory"}
     await post(p, "acme", {"id": "forged", "params": forged})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await (await binding(p, "acme").get("forged")).status()
     assert status["output"]["tenant"] == "acme"  # acme's code ran, in acme's scope
     with pytest.raises(InstanceNotFoundError):
@@ -130,7 +130,7 @@ async def test_dispatch_without_envelope_errors_naming_wrap_workflow_binding(
 ) -> None:
     p = await make_project()
     inst = await p.engine.binding("WORKFLOWS").create({"params": {"name": "raw"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await inst.status()
     assert status["status"] == "errored"
     assert status["error"]["name"] == "MissingDispatcherMetadataError"
@@ -144,7 +144,7 @@ async def test_dispatch_step_calling_os_exit_fails_only_its_attempt(
     p = await make_project()
     crashy = await binding(p, "crashy").create({"id": "c"})
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await crashy.status())["output"] == {"attempt": 2}
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"crashy"}', "c")
     attempts = st.steps["do:risky#1"].attempts
@@ -160,7 +160,7 @@ async def test_dispatch_step_spinning_forever_is_killed_at_cpu_limit(
     p = await make_project(limits=IsolateLimits(cpu_ms=300))
     spinner = await binding(p, "spinner").create({"id": "s"})
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await spinner.status())["output"] == {"attempt": 2}
     assert (await (await binding(p, "acme").get("a")).status())["status"] == "waiting"
 
@@ -169,7 +169,7 @@ async def test_dispatch_memory_cap_fails_the_attempt(make_project: Any, project_
     add_tenant(project_dir, "hog", "blob = bytearray(2 * 1024 * 1024 * 1024)")
     p = await make_project(limits=IsolateLimits(memory_mb=512))
     hog = await binding(p, "hog").create({"id": "h"})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await hog.status())["output"] == {"attempt": 2}
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"hog"}', "h")
     assert st.steps["do:risky#1"].attempts[0].error["name"] in (
@@ -181,12 +181,12 @@ async def test_dispatch_memory_cap_fails_the_attempt(make_project: Any, project_
 async def test_dispatch_eviction_mid_workflow_reloads_and_replays(make_project: Any) -> None:
     p = await make_project()
     await post(p, "acme", {"id": "e", "params": {"name": "eve"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     loader = p.loaders["LOADER"]
     assert loader.loaded() == ["acme"] and loader.loads == 1
     assert await loader.evict("acme")
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await (await binding(p, "acme").get("e")).status()
     assert status["output"] == {"tenant": "acme", "text": "HELLO EVE FROM ACME"}
     assert loader.loads == 2
@@ -198,12 +198,37 @@ async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> Non
     p = await make_project(max_isolates=1, time=TimeControl(skip_sleeps=True))
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
     await post(p, "globex", {"id": "g", "params": {"name": "gus"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     loader = p.loaders["LOADER"]
     live = [w for w in loader.loaded() if loader._workers[w]._isolate is not None]
     assert len(live) <= 1
     for tenant, id in (("acme", "a"), ("globex", "g")):
         assert (await (await binding(p, tenant).get(id)).status())["status"] == "complete"
+
+
+async def test_dispatch_request_whose_load_an_eviction_cut_loads_again(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What LRU pressure does (max_isolates below the tenants busy now): another tenant's
+    # pass takes the slot while this tenant's code loads for a request.
+    real, cuts = WorkerStub.isolate, {"left": 2}
+
+    async def isolate(self: WorkerStub) -> Any:
+        if cuts["left"]:
+            cuts["left"] -= 1
+            raise PassInterrupted(f"worker {self.id!r} was evicted while loading")
+        return await real(self)
+
+    monkeypatch.setattr(WorkerStub, "isolate", isolate)
+    p = await make_project()
+    assert await post(p, "acme", {"id": "a", "params": {"name": "ann"}}) == {
+        "id": "a",
+        "tenant": "acme",
+    }
+    assert cuts["left"] == 0
+    cuts["left"] = FETCH_LOAD_TRIES
+    r = await p.fetch(Request("http://localhost/globex/start", method="POST", body="{}"))
+    assert r.status == 503 and b"max_isolates" in r.body
 
 
 MIXED = """
@@ -263,9 +288,9 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
     loader = p.loaders["LOADER"]
     loader.spin = mode == "process"
     inst = await binding(p, "mixed").create({"id": "m"})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     p.engine.clock.advance("1 hour")
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     status = await inst.status()
     assert status["output"] == [0, 10, 20, ["a", "b"], 3, "caught no"], status
     st = p.engine.lookup("dynamic-workflow", '{"tenantId":"mixed"}', "m")
@@ -285,8 +310,10 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
         iso = loader._workers["mixed"]._isolate
         assert iso is not None
         conn = iso.conn
-        # The engine spun for the isolate's next message after answering its steps.
-        assert (conn.spins > 0) is (mode == "process")
+        # Whether the engine spun with spin on needs an idle core (bench/dispatch.py
+        # measures it); with spin off it never does, whatever the machine.
+        if mode == "process-no-spin":
+            assert conn.spins == 0
         assert conn.doorbell is not None and conn.doorbell.hint is False  # no pass runs now
 
 
@@ -296,39 +323,40 @@ async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream
     add_tenant(project_dir, "noisy", 'os.write(1, b"raw to fd 1\\n"); print("printed")')
     p = await make_project()
     noisy = await binding(p, "noisy").create({"id": "n"})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     assert (await noisy.status())["output"] == {"attempt": 1}
     err = capfd.readouterr().err
     assert "raw to fd 1" in err and "printed" in err
 
 
-async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+async def _until(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="nobody spins on a single core")
-async def test_dispatch_spinning_waits_for_an_idle_core(make_project: Any) -> None:
+async def test_dispatch_spinning_waits_for_an_idle_core(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The machine's real load is bench/dispatch.py's business (scenario "cores"); here
+    # the watchdog reads a runnable-thread count the test sets, on a 2-core pool.
+    runnable = {"threads": 0}
+    monkeypatch.setattr(isolate_module, "_runnable", lambda: runnable["threads"])
     p = await make_project()
     await post(p, "acme", {"id": "a", "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     pool = p.loaders["LOADER"]._pool
+    pool._cores = 2
     await _until(lambda: pool.idle_core)  # the spare has booted; nothing else runs
     boot = asyncio.create_task(pool._boot())
     await asyncio.sleep(0)
     assert not pool.idle_core  # an interpreter start wants the core
     await discard(await boot)
     await _until(lambda: pool.idle_core)
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 2)
-    ]
-    try:
-        await _until(lambda: not pool.idle_core)  # the watchdog saw the crowd
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+    runnable["threads"] = 3  # more threads want to run than there are cores
+    await _until(lambda: not pool.idle_core)  # the watchdog saw the crowd
+    runnable["threads"] = 2  # the engine and a spinning isolate: no crowd
     await _until(lambda: pool.idle_core)
+    pool._cores = 1
+    assert not pool.idle_core  # nobody spins on a single core

@@ -242,3 +242,20 @@ def test_state_machine_table_rejects_and_noops() -> None:
         transition(Status.COMPLETE, Event.TERMINATE, instance="x")
     assert "'x'" in str(err.value) and "restart" in str(err.value)
     assert set(TRANSITIONS) == set(Status)
+
+
+async def test_restart_with_skip_sleeps_ends_a_sleep_journaled_before(harness: Harness) -> None:
+    from dynwf.engine import TimeControl
+
+    class WF(WorkflowEntrypoint):
+        async def run(self, event: Any, step: Any) -> Any:
+            await step.sleep("nap", "1 day")
+            return "awake"
+
+    harness.add("wf", WF)
+    inst = await harness.binding("wf").create({"id": "n"})
+    await harness.idle()
+    assert (await inst.status())["status"] == "waiting"
+    await harness.reopen(time=TimeControl(skip_sleeps=True))  # the clock has not moved
+    await harness.idle()
+    assert (await (await harness.binding("wf").get("n")).status())["output"] == "awake"

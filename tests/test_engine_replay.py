@@ -164,6 +164,42 @@ async def test_divergence_warning_names_missing_and_new_steps(harness: Harness) 
     assert (await inst.status())["output"] == "done"
 
 
+async def test_divergence_names_each_skipped_step_once(harness: Harness) -> None:
+    passes = {"n": 0}
+
+    class WF(WorkflowEntrypoint):
+        async def run(self, event: Any, step: Any) -> Any:
+            passes["n"] += 1
+            for i in range(3):  # a step name that changes on every pass, as a random one does
+
+                @step.do(f"roll {i} of pass {passes['n']}")
+                async def roll() -> int:
+                    return 1
+
+                await roll()
+                await step.sleep(f"rest {i}", 5)
+            return "done"
+
+    events: list[str] = []
+    harness.engine.listeners.append(lambda kind, p: events.append(p) if kind == "warning" else None)
+    harness.add("wf", WF)
+    inst = await harness.binding("wf").create({"id": "dice"})
+    await harness.idle()
+    for _ in range(3):
+        await harness.advance(5)
+    assert (await inst.status())["output"] == "done"
+    st = harness.engine.lookup("wf", "", "dice")
+    # passes 2-4 each skip what the pass before ran, and nothing is named twice
+    assert [w.missing for w in st.warnings] == [
+        ["do:roll 0 of pass 1#1"],
+        ["do:roll 0 of pass 2#1", "do:roll 1 of pass 2#1"],
+        ["do:roll 0 of pass 3#1", "do:roll 1 of pass 3#1", "do:roll 2 of pass 3#1"],
+    ]
+    assert st.warnings[2].ran == [f"do:roll {i} of pass 4#1" for i in range(3)]
+    assert events == [w.message for w in st.warnings]
+    assert "do:roll 0 of pass 1#1" not in st.warnings[1].message
+
+
 async def test_restart_of_engine_replays_and_counts_cut_attempt_as_failed(
     make_harness: Any,
 ) -> None:

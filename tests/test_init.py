@@ -33,7 +33,7 @@ PROJECT_FILES = {
 }
 
 
-def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``python -m <args>`` with this interpreter, as a user's shell would run it."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTHONPATH")}
     return subprocess.run(
@@ -208,7 +208,7 @@ def test_scaffolded_project_validates_with_only_unverified_warnings(tmp_path: Pa
 def test_scaffolded_project_tests_pass(tmp_path: Path) -> None:
     init_project(tmp_path)
     add_tenant(tmp_path, "acme")
-    done = run("pytest", "-p", "no:cacheprovider", "-q", "-W", "error", cwd=tmp_path, timeout=110)
+    done = run("pytest", "-p", "no:cacheprovider", "-q", "-W", "error", cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"\b13 passed\b", done.stdout), done.stdout[-1000:]
 

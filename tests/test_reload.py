@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -43,13 +44,13 @@ def edit(path: Path, old: str, new: str) -> None:
 async def start(p: Project, id: str) -> Any:
     b = tenant_binding(p.env, {"tenantId": "acme"})
     inst = await b.create({"id": id, "params": {"name": "ann"}})
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
     return inst
 
 
 async def finish(p: Project) -> None:
     p.engine.clock.advance("1 hour")  # type: ignore[attr-defined]
-    await p.engine.wait_until_idle(timeout=30)
+    await p.engine.wait_until_idle(timeout=300)
 
 
 async def test_reload_watcher_picks_up_a_save_mid_workflow(project: Project) -> None:
@@ -63,9 +64,15 @@ async def test_reload_watcher_picks_up_a_save_mid_workflow(project: Project) -> 
         seen.set()
 
     task = asyncio.create_task(watch(project, on_reload, stop=stop))
-    await asyncio.sleep(0.3)  # the watcher is armed
     edit(acme(project), "return hello.upper()", "return hello.upper() + '!!'")
-    await asyncio.wait_for(seen.wait(), 10)
+    saved = acme(project).read_text()
+    # The watcher arms at some point after the task starts; save again until it has.
+    deadline = asyncio.get_running_loop().time() + 300  # a hang guard
+    while not seen.is_set():
+        assert asyncio.get_running_loop().time() < deadline, "no reload seen"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(seen.wait(), 1.0)
+        acme(project).write_text(saved)
     stop.set()
     await task
     assert results[0].workers == {"acme": None} and str(acme(project)) in results[0].files
@@ -95,7 +102,7 @@ async def test_reload_moves_a_running_pass_at_its_next_step(
     result = await reload_now(project)
     assert result.workers == {"acme": None}
     gate.touch()
-    await project.engine.wait_until_idle(timeout=30)
+    await project.engine.wait_until_idle(timeout=300)
     assert (await inst.status())["output"]["text"] == "v2:hello ann from acme"
     st = project.engine.lookup("dynamic-workflow", '{"tenantId":"acme"}', "r")
     assert st.steps["do:hello#1"].executions == 1  # the in-flight attempt finished; not re-run
@@ -117,7 +124,7 @@ async def test_reload_syntax_error_keeps_last_good_and_parks_instances(project: 
         )
     )
     assert r.status == 200  # the last good version still answers requests
-    await project.engine.wait_until_idle(timeout=30)
+    await project.engine.wait_until_idle(timeout=300)
     during = await tenant_binding(project.env, {"tenantId": "acme"}).get("during")
     assert (await during.status())["status"] == "waiting"  # parked, not errored
     await finish(project)
@@ -125,7 +132,7 @@ async def test_reload_syntax_error_keeps_last_good_and_parks_instances(project: 
     acme(project).write_text(acme(project).read_text().replace("\ndef broken(:\n", ""))
     result = await reload_now(project)
     assert result.ok and result.unparked >= 1
-    await project.engine.wait_until_idle(timeout=30)
+    await project.engine.wait_until_idle(timeout=300)
     await finish(project)
     assert (await first.status())["status"] == "complete"
     assert (await during.status())["output"]["text"] == "HELLO BO FROM ACME"
@@ -170,7 +177,7 @@ async def test_reload_of_one_tenant_leaves_the_others_loaded_as_they_are(project
     await start(project, "a")
     globex = tenant_binding(project.env, {"tenantId": "globex"})
     await globex.create({"id": "g", "params": {"name": "gus"}})
-    await project.engine.wait_until_idle(timeout=30)
+    await project.engine.wait_until_idle(timeout=300)
     loader = project.loaders["LOADER"]
     before = loader._workers["globex"]._isolate
     assert sorted(loader.loaded()) == ["acme", "globex"] and before is not None

@@ -7,6 +7,7 @@ child processes the supervisor kills with SIGKILL at the crash points.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def dynwf(project: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def dynwf(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dynwf", *args],
         cwd=project,
@@ -133,11 +134,39 @@ def test_hibernate_every_step_exposes_state_outside_steps(project: Path) -> None
     plain = run_json(project, "--tenant", "counter")
     assert plain["output"] == {"runs": 1, "receipt": "billed 10"}
     assert plain["warnings"] == []
-    hib = run_json(project, "--tenant", "counter", "--hibernate-every-step")
+    hib = run_json(project, "--tenant", "counter", "--hibernate-every-step", code=1)
+    assert hib["status"] == "complete"  # but the replay diverged: exit status 1
     assert hib["output"] != plain["output"]
     assert hib["output"]["runs"] > 1
-    assert hib["warnings"] and all("do:welcome#1" in w for w in hib["warnings"])
+    # welcome is skipped by every pass after the first, and reported once
+    assert len(hib["warnings"]) == 1 and "do:welcome#1" in hib["warnings"][0]
     assert "not requested" in hib["warnings"][0]
+
+
+def test_divergence_is_reported_once_per_step_and_exits_1(project: Path) -> None:
+    # dice names its 3 steps anew on every pass (a random id); 3 sleeps make 4 passes
+    done = dynwf(project, "run", "--tenant", "dice", "--skip-sleeps", "--id", "d1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "status: complete" in done.stdout
+    lines = (done.stdout + done.stderr).splitlines()
+    divergences = [line for line in lines if "replay diverged" in line]
+    # passes 2, 3 and 4 each skip the rolls the pass before ran: one line each
+    assert len(divergences) == 3, done.stdout + done.stderr
+    assert all(line.startswith("divergence: ") for line in divergences)
+    assert "--allow-divergence" in done.stderr
+    skipped = [
+        key
+        for line in divergences
+        for key in re.search(r"journaled step\(s\) (.*) were not requested", line)[1].split(", ")
+    ]
+    detail = json.loads(dynwf(project, "inspect", "d1", "--json").stdout)
+    rolls = [f"do:{s['name'][:-2]}#1" for s in detail["steps"] if s["name"].startswith("roll ")]
+    # passes 1-4 ran 1, 2, 3 and 3 rolls; each one a later pass skipped is named once
+    assert len(rolls) == 9
+    assert sorted(skipped) == sorted(rolls[:6])
+
+    allowed = run_json(project, "--tenant", "dice", "--skip-sleeps", "--allow-divergence")
+    assert allowed["status"] == "complete" and len(allowed["warnings"]) == 3
 
 
 def test_exit_codes_errored_and_waiting(project: Path) -> None:

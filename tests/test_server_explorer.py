@@ -563,7 +563,7 @@ async def test_deleted_instance_stays_deleted_after_a_restart(tmp_path: Path) ->
     async with first:
         await first.binding("PROBE").create({"id": "gone"})
         await first.binding("PROBE").create({"id": "kept"})
-        await first.wait_until_idle(timeout=10)
+        await first.wait_until_idle(timeout=300)
         await first.delete(first.lookup("probe-wf", "", "gone"))
     second = engine()
     async with second:

@@ -42,7 +42,7 @@ class Child:
 
     def interrupt(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=60)
+        out, err = self.proc.communicate(timeout=300)
         return self.proc.returncode, out, err
 
     def kill(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, wrap_workflow_binding
+from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
 from dynwf.engine import TimeControl
 from dynwf.project import Project
 from dynwf.workers import Request
@@ -84,7 +84,7 @@ def add_spinner(root: Path, name: str, *, limit: int, spins: int, kind: str = "a
 
 
 def binding(p: Project, tenant: str) -> TenantWorkflowBinding:
-    return wrap_workflow_binding({"tenantId": tenant}, env=p.env)
+    return tenant_binding(p.env, {"tenantId": tenant})
 
 
 def lines(log: Path) -> list[list[str]]:

@@ -242,3 +242,23 @@ async def test_hibernate_every_step_exposes_state_outside_steps(h: ProjectHarnes
     hib_passes = (await hib.get_output())["passes"] - plain_passes
     # the counter kept outside steps grows with every pass: one more pass per step here
     assert hib_passes > plain_passes
+
+
+async def test_divergences_lists_each_skipped_step_once(h: ProjectHarness) -> None:
+    shutil.copytree(
+        FIXTURE.parent / "project_run" / "tenants" / "dice", h.project.root / "tenants" / "dice"
+    )
+    b = h.tenant("dice")  # names its 3 steps anew on every pass; 3 sleeps make 4 passes
+    inst = await introspect_workflow_instance(b, "d")
+    await inst.modify(lambda m: m.disable_sleeps())
+    await b.create({"id": "d"})
+    await inst.wait_for_status("complete")
+    assert len(inst.divergences) == 3 and all("replay diverged" in d for d in inst.divergences)
+    assert "do:roll" in inst.divergences[0] and "'d'" in inst.divergences[0]
+    probe = await introspect_workflow_instance(h.tenant("probe"), "ok")
+    await probe.modify(
+        lambda m: (m.disable_sleeps(), m.mock_event({"type": "approved", "payload": 1}))
+    )
+    await h.tenant("probe").create({"id": "ok"})
+    await probe.wait_for_status("complete")
+    assert probe.divergences == []  # deterministic code, though it hibernated twice

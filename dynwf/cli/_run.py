@@ -47,8 +47,9 @@ own instance only: other unfinished instances in that state wait for `dynwf dev`
 While it runs, stderr shows each attempt as it starts and ends; tenant print()
 output goes to stderr too, so stdout holds only the report.
 
-Exit status: 0 complete, 1 errored / terminated / failed to run, 2 usage,
-3 waiting (for an event, a pause to end, or a sleep or retry longer than --max-wait).
+Exit status: 0 complete, 1 errored / terminated / failed to run / replay diverged
+(unless --allow-divergence), 2 usage, 3 waiting (for an event, a pause to end, or a
+sleep or retry longer than --max-wait).
 
 --json prints one object: instance, workflow, tenant (the metadata), scope, status,
 output, error, waiting, parked, processes, markers, unreached, warnings, steps (name,
@@ -137,7 +138,7 @@ def _print_report(r: RunReport) -> None:
                  "from the journal; ✗: failed attempts; ↯: a crash or eviction dynwf injected, "
                  "@N in engine process N[/]")
     for warning in r.warnings:
-        stdout.print(f"[yellow]divergence:[/] {escape(warning)}")
+        stdout.print(f"[red]divergence:[/] {escape(warning)}")
     for u in r.unreached:
         stdout.print(f"[yellow]never reached:[/] {escape(u)} (no such step call ran; check the name and #N)")
     style = {"complete": "green", "errored": "red", "terminated": "red"}.get(r.status, "yellow")
@@ -195,6 +196,8 @@ def run(
         "--accept-data-loss", help="Open a journal that lacks facts its last writer committed "
         "(a lost .wal) instead of refusing it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    allow_divergence: Annotated[bool, typer.Option("--allow-divergence",
+                                                   help="A replay divergence does not make the exit status 1.")] = False,
 ) -> None:
     """Create one instance for a tenant, drive it through crashes/evictions, print a report."""
     parsed_params = json_input(params, params_file, "params")
@@ -213,7 +216,8 @@ def run(
             metadata=parsed_meta, crash_at=crash_at or [], evict_at=evict_at or [],
             hibernate_every_step=hibernate_every_step, skip_sleeps=skip_sleeps,
             skip_retry_delays=skip_retry_delays, max_wait=max_wait, persist_to=persist_to,
-            inline=inline, accept_data_loss=accept_data_loss, on_process=progress,
+            inline=inline, accept_data_loss=accept_data_loss, allow_divergence=allow_divergence,
+            on_process=progress,
             on_progress=None if as_json else _progress_line,
         )
     except ValidationError as exc:
@@ -228,4 +232,7 @@ def run(
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:
         _print_report(report)
+        if report.warnings and not allow_divergence:
+            stderr.print("[red]exit status 1 for the divergence above[/]: the workflow's code "
+                         "outside steps is not deterministic; --allow-divergence accepts it")
     raise typer.Exit(report.exit_code)

@@ -52,6 +52,8 @@ ANSWER_SPIN_S = 0.0003
 # replaced. A free event loop answers in well under a millisecond; this leaves room for
 # a busy machine, since a wrong kill costs the tenant's other passes their attempts.
 BLOCKED_GRACE_S = 1.0
+# How many times a request's load of a tenant's code may be cut by an LRU eviction.
+FETCH_LOAD_TRIES = 5
 
 
 class CodeLoadError(DynwfError):
@@ -636,7 +638,21 @@ class EntrypointStub:
             if cls is not None:
                 return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]
             return await module.on_fetch(request, env)  # type: ignore[no-any-return]
-        iso = await w.isolate()
+        for _ in range(FETCH_LOAD_TRIES):
+            try:
+                iso = await w.isolate()
+                break
+            except PassInterrupted:
+                # Evicted while its code loaded: more tenants run now than max_isolates
+                # (a pass needing another tenant took the slot). A request is no pass
+                # that the engine runs again later: load the code again for it.
+                continue
+        else:
+            return Response(
+                f"worker {w.id!r} was evicted while loading {FETCH_LOAD_TRIES} times: more "
+                "tenants are busy than the loader's max_isolates; retry, or raise it",
+                status=503,
+            )
         body = await request.bytes()
         iso.busy += 1
         n = iso.conn.request_id()

@@ -957,15 +957,24 @@ class Engine:
         st = p.st
         div = p.divergence()
         if div is not None:
-            missing, ran = div
-            message = (
-                f"replay diverged in instance {st.id!r} of workflow {st.workflow!r}: journaled "
-                f"step(s) {', '.join(missing)} were not requested while {', '.join(ran)} ran "
-                "instead; code outside steps must be deterministic"
-            )
-            self.record(st, "warning", None, {"message": message, "missing": missing, "ran": ran})
-            log.warning("%s", message)
-            self.emit("warning", message)
+            # Once per (instance, journaled step): a name that changes on every pass
+            # (random, time-based) would otherwise name all earlier steps again each pass.
+            told = {key for w in st.warnings for key in w.missing}
+            missing = [key for key in div[0] if key not in told]
+            if missing:
+                ran = div[1]
+                message = (
+                    f"replay diverged in instance {st.id!r} of workflow {st.workflow!r}: "
+                    f"journaled step(s) {', '.join(missing)} were not requested while "
+                    f"{', '.join(ran)} ran instead; code outside steps must be deterministic"
+                )
+                self.record(
+                    st, "warning", None, {"message": message, "missing": missing, "ran": ran}
+                )
+                # Listeners (`dynwf dev`) print it and the journal keeps it for `dynwf run`,
+                # `dynwf inspect` and the test API; a WARNING record would print it twice.
+                log.info("%s", message)
+                self.emit("warning", message)
         if p.replayed:
             self.record(st, "pass", None, {"replayed": p.replayed})
 

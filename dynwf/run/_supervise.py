@@ -58,7 +58,7 @@ class RunReport:
          "markers": [{"kind": "crash", "step", "count", "when", "attempt", "process", "pid"}
                      | {"kind": "evict", "step", "count", "workers", "process"}],
          "unreached": [str],                        # crash/evict points never reached
-         "warnings": [str],                         # replay divergence warnings
+         "warnings": [str],                         # replay divergences, one per line
          "steps": [{"name", "type", "executions", "unreported", "replays", "attempts",
                     "failed_attempts", "success", "output", "error",
                     "attempt_errors": [str], "markers": [str]}],
@@ -70,6 +70,10 @@ class RunReport:
     report (the process died, or the callback still blocked at its timeout), so the
     attempt facts number ``executions + unreported`` (mocked ones aside);
     ``replays``: how many later passes took its result from the journal instead.
+
+    A replay divergence (``warnings``) makes the exit code 1 whatever the status: the
+    workflow's code outside steps is not deterministic, so a real replay would run
+    steps again. ``allow_divergence`` (``--allow-divergence``) keeps the status's code.
     """
 
     instance: str
@@ -87,9 +91,12 @@ class RunReport:
     warnings: list[str]
     steps: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    allow_divergence: bool = False
 
     @property
     def exit_code(self) -> int:
+        if self.warnings and not self.allow_divergence:
+            return EXIT_FAILED
         if self.status == "complete":
             return EXIT_COMPLETE
         if self.parked is None and self.waiting is not None:
@@ -97,7 +104,9 @@ class RunReport:
         return EXIT_FAILED
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "exit_code": self.exit_code}
+        data = asdict(self)
+        del data["allow_divergence"]  # how the exit code was chosen, not what happened
+        return {**data, "exit_code": self.exit_code}
 
 
 def pick_workflow(config: ProjectConfig, name: str | None) -> WorkflowConfig:
@@ -140,6 +149,7 @@ def run_workflow(
     persist_to: str | Path | None = None,
     inline: bool = False,
     accept_data_loss: bool = False,
+    allow_divergence: bool = False,
     on_process: Callable[[int, list[dict[str, Any]]], None] | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunReport:
@@ -149,13 +159,15 @@ def run_workflow(
     ``on_process(n, markers)`` is called before engine process ``n`` starts, with the
     markers so far (for progress output). ``accept_data_loss`` opens a journal that lacks
     facts its last writer committed (see ``dynwf.journal``) instead of refusing it.
-    ``on_progress(event)`` is called while an
-    engine process runs, for each of: ``{"kind": "start", "step", "count", "attempt"}``
-    (an attempt's callback is about to run), ``{"kind": "end", "step", "attempt", "ok",
-    "ms", "error"}`` and ``{"kind": "waiting", "on": [{"step", "type", "until",
-    "event"}], "now"}`` (times in epoch ms). Only the run's own instance runs: other
-    unfinished instances in the same state are left for ``dynwf dev``. Raises ``ValidationError`` for bad input,
-    ``RunError`` when the run cannot be carried out, ``ConfigError`` for a bad config.
+    ``allow_divergence``: a replay divergence does not make the report's exit code 1
+    (see ``RunReport``). ``on_progress(event)`` is called while an engine process runs,
+    for each of: ``{"kind": "start", "step", "count", "attempt"}`` (an attempt's
+    callback is about to run), ``{"kind": "end", "step", "attempt", "ok", "ms",
+    "error"}`` and ``{"kind": "waiting", "on": [{"step", "type", "until", "event"}],
+    "now"}`` (times in epoch ms). Only the run's own instance runs: other unfinished
+    instances in the same state are left for ``dynwf dev``. Raises ``ValidationError``
+    for bad input, ``RunError`` when the run cannot be carried out, ``ConfigError`` for
+    a bad config.
     """
     crashes = [parse_point(p, option="--crash-at", allow_when=True) for p in crash_at]
     evictions = [parse_point(p, option="--evict-at", allow_when=False) for p in evict_at]
@@ -199,6 +211,7 @@ def run_workflow(
         markers = _read_markers(work / "markers.jsonl")
     report = _report(spec, state_dir, result, markers, crashes, evictions)
     report.seconds = round(time.monotonic() - started, 3)
+    report.allow_divergence = allow_divergence
     return report
 
 

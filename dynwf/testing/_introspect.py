@@ -7,8 +7,9 @@
     await inst.wait_for_status("complete")
 
 dynwf adds ``crash_at`` (the engine 'dies' at a step point and recovers from the journal),
-``evict_at`` (the tenant's loaded code is dropped after a step) and
-``hibernate_every_step`` (every pass ends after each step and replays from the top).
+``evict_at`` (the tenant's loaded code is dropped after a step),
+``hibernate_every_step`` (every pass ends after each step and replays from the top) and
+``inst.divergences`` (replay divergences: assert there are none).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class InstanceIntrospector(_Introspector):
                 )
             await asyncio.sleep(0.005)
 
-    async def wait_for_step_result(self, step: Any, timeout: float = 10.0) -> Any:
+    async def wait_for_step_result(self, step: Any, timeout: float = 60.0) -> Any:
         """The result of step ``{"name", "index"?}`` once it is journaled (raises its error)."""
         name = _step_name(step)
         index = step.get("index", 1) if isinstance(step, dict) else 1
@@ -221,7 +222,7 @@ class InstanceIntrospector(_Introspector):
             raise error_from_dict(s.error)
         return s.output
 
-    async def wait_for_status(self, status: str, timeout: float = 10.0) -> None:
+    async def wait_for_status(self, status: str, timeout: float = 60.0) -> None:
         def check() -> Any:
             st = self._state()
             if st is not None and st.status.value == status:
@@ -242,6 +243,18 @@ class InstanceIntrospector(_Introspector):
     async def get_error(self) -> dict[str, str] | None:
         st = self._state()
         return st.error if st is not None else None
+
+    @property
+    def divergences(self) -> list[str]:
+        """The instance's replay divergences so far, one message each (dynwf's own).
+
+        A pass that did not request steps journaled by an earlier one, while new steps
+        ran, means code outside steps is not deterministic (a step name from
+        ``random`` or the time, state kept between passes); each journaled step is
+        reported once. ``assert inst.divergences == []`` after ``wait_for_status``.
+        """
+        st = self._state()
+        return [w.message for w in st.warnings] if st is not None else []
 
     waitForStepResult = wait_for_step_result
     waitForStatus = wait_for_status
