@@ -32,7 +32,7 @@ from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
 
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
-        log = event.payload["log"]
+        log = event["payload"]["log"]
 
         @step.do(config={{"retries": {{"limit": {limit}, "delay": 0}}, "timeout": 300}})
         {kind} spin(ctx):
