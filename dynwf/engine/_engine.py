@@ -208,6 +208,8 @@ class Engine:
         self._seq = 0
         self._idle = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # durable() waiters of a frozen engine (a simulated crash), cancelled by it
+        self._dead_waiters: list[asyncio.Future[None]] = []
         self._interruptions: dict[str, int] = {}
         self._after_pass: dict[str, list[Callable[[], object]]] = {}
         self._delayed: set[asyncio.TimerHandle] = set()
@@ -269,8 +271,13 @@ class Engine:
             p.aborted = True
             if p.task is not None:
                 p.task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        while self._tasks:
+            # whatever waits for a commit of the dead engine is cancelled, however often
+            # a pass being torn down asks again
+            for waiter in self._dead_waiters:
+                waiter.cancel()
+            self._dead_waiters.clear()
+            await asyncio.wait(set(self._tasks), timeout=0.05)
         for handle in self._delayed:
             handle.cancel()
         self._pending.clear()
@@ -522,6 +529,11 @@ class Engine:
         if self._flush_handle is None and not self._frozen:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._frozen:
+            # A dead process answers nothing: the simulated crash cancels this waiter.
+            self._dead_waiters.append(waiter)
+            await waiter
+            return
 
         def committed(error: BaseException | None) -> None:
             if waiter.done():  # its task was cancelled meanwhile
