@@ -356,7 +356,7 @@ CASES: list[tuple[str, str, str, str]] = [
         '        by = got["payload"]  # <-\n'
         '        note = got.payload.get("note")  # <-\n'
         '        again = (await step.wait_for_event("again", "approved"))["payload"]  # <-\n'
-        "        return {**got, \"by\": by, \"note\": note, \"again\": again}  # <-\n",
+        '        return {**got, "by": by, "note": note, "again": again}  # <-\n',
         "        from workers import python_from_rpc\n"
         "\n"
         '        got = await step.wait_for_event("approval", "approved", timeout="1 day")\n'

@@ -170,10 +170,13 @@ class _Visitor(ast.NodeVisitor):
                 return "wait-for-event-result"
             if self._is_status_call(node.value):
                 return "instance-handle-result"
-        elif isinstance(node, ast.Attribute) and node.attr == "payload":
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "payload"
+            and self._js_result(node.value) == "wait-for-event-result"
+        ):
             # The payload of a JS object is a JS object too (unless it is a scalar).
-            if self._js_result(node.value) == "wait-for-event-result":
-                return "wait-for-event-result"
+            return "wait-for-event-result"
         return None
 
     def _is_aware(self, node: ast.AST) -> bool:

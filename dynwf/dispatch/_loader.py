@@ -34,9 +34,9 @@ from dynwf.engine._pass import PassInterrupted, PassParked
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 from dynwf.workers._context import ExecutionContext
+from dynwf.workers._http import JsRequest
 from dynwf.workers._rpc import TenantWorkflows
 from dynwf.workers._step import TenantStep
-from dynwf.workers._http import JsRequest
 
 log = logging.getLogger("dynwf.dispatch")
 Isolation = Literal["process", "inline"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dynwf.compat._jsobject import JsObject
 from dynwf.engine._step import Step, StepHost
 from dynwf.workers._errors import error_as_on_cloudflare
@@ -26,4 +24,4 @@ class TenantStep(Step):
     ) -> JsObject:
         return wait_result(await super().wait_for_event(name, event_type, timeout=timeout))
 
-    waitForEvent = wait_for_event
+    waitForEvent = wait_for_event  # type: ignore[assignment]
