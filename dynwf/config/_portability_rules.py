@@ -1,11 +1,11 @@
-"""The portability rules as data: what fails (or is unverified) on Cloudflare, and the portable form.
+"""The portability rules as data: what fails (or may fail) on Cloudflare, and the portable form.
 
 Each rule is one row of the two tables in the portability spec that can be seen in
 source (plus what the tenant SDK's binding and wait_for_event hand back, read from its
 source below). ``_portability.py`` finds them (one AST visitor); this file only says what
 each one means. Rule ids are stable: they are the ``code`` of a diagnostic, prefixed
 with ``portability.``. ``error`` is for what will fail on Cloudflare, ``warning`` for
-what the spec marks unverified.
+what fails there only depending on code or data it cannot see (another tenant's ids).
 
 Sources (read with the search tools, December 2026):
 
