@@ -44,7 +44,7 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         body = await request.json()
         inst = await self.env.WORKFLOWS.create({"id": body.get("id"), "params": body.get("params")})
-        return Response.json({"id": inst.id, "tenant": self.env.TENANT})
+        return Response.json({"id": inst["id"], "tenant": self.env.TENANT})
 '''
 
 

@@ -30,12 +30,12 @@ WF = "dynamic-workflow"
 pytestmark = pytest.mark.slow
 
 WAITER = """
-from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint, python_from_rpc
 
 
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
-        ev = await step.wait_for_event("go", "go", timeout="1 hour")
+        ev = python_from_rpc(await step.wait_for_event("go", "go", timeout="1 hour"))
 
         @step.do()
         async def after():

@@ -58,7 +58,7 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         body = await request.json()
         inst = await self.env.WORKFLOWS.create({"id": body.get("id"), "params": body.get("params")})
-        return Response.json({"id": inst.id})
+        return Response.json({"id": inst["id"]})
 """
 
 # One long sleep inside a `dynwf run` (it waits sleeps out up to --max-wait).

@@ -44,7 +44,7 @@ expect.set_options(timeout=WAIT_MS)
 # A tenant whose one run shows every kind of step: a step that fails twice then
 # succeeds (1 s retry delays), a sleep, a wait for an event, a last step.
 STORY = """
-from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint, python_from_rpc
 
 
 class TenantWorkflow(WorkflowEntrypoint):
@@ -57,7 +57,9 @@ class TenantWorkflow(WorkflowEntrypoint):
 
         got = await flaky()
         await step.sleep("nap", "2 seconds")
-        approval = await step.wait_for_event("approval", "approval", timeout="1 hour")
+        approval = python_from_rpc(
+            await step.wait_for_event("approval", "approval", timeout="1 hour")
+        )
 
         @step.do()
         async def publish():
@@ -70,7 +72,7 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         body = await request.json()
         inst = await self.env.WORKFLOWS.create({"id": body.get("id"), "params": body.get("params")})
-        return Response.json({"id": inst.id, "tenant": self.env.TENANT})
+        return Response.json({"id": inst["id"], "tenant": self.env.TENANT})
 """
 
 

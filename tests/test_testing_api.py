@@ -20,7 +20,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "project_two_tenants"
 pytestmark = pytest.mark.slow
 
 PROBE = """
-from workers import WorkflowEntrypoint
+from workers import WorkflowEntrypoint, python_from_rpc
 
 outside = {"n": 0}
 
@@ -40,7 +40,7 @@ class TenantWorkflow(WorkflowEntrypoint):
         first = await fetch()
         await step.sleep("cool", "1 hour")
         paid = await charge()
-        ev = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        ev = python_from_rpc(await step.wait_for_event("approval", "approved", timeout="1 hour"))
         return {"first": first, "paid": paid, "by": ev["payload"], "passes": outside["n"]}
 """
 

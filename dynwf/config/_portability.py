@@ -63,6 +63,10 @@ class _Scope:
     aware: set[str] = field(default_factory=set)
     handles: set[str] = field(default_factory=set)
     steps: set[str] = field(default_factory=set)
+    # Names bound to a JS object a tenant gets unconverted: a wait_for_event result, and
+    # what an instance handle's status() gives.
+    waits: set[str] = field(default_factory=set)
+    statuses: set[str] = field(default_factory=set)
 
 
 class _Visitor(ast.NodeVisitor):
@@ -118,6 +122,62 @@ class _Visitor(ast.NodeVisitor):
                 and _constant(node.args[0]) == "timestamp"
             )
         return False
+
+    def _is_wait_call(self, node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"wait_for_event", "waitForEvent"}
+            and self._is_step(node.func.value)
+        )
+
+    def _is_handle(self, node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id in self._names("handles")
+
+    def _is_handle_lookup(self, node: ast.AST) -> bool:
+        """``await env.WORKFLOWS.get(id)``, or ``await f(...)`` of a module function returning one."""
+        if _is_instance_lookup(node):
+            return True
+        if not (
+            isinstance(node, ast.Await)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+        ):
+            return False
+        function = self.functions.get(node.value.func.id)
+        return function is not None and any(
+            r.value is not None and _is_instance_lookup(r.value) for r in _returns(function)
+        )
+
+    def _is_status_call(self, node: ast.AST) -> bool:
+        """``instance["status"]()`` on an instance handle."""
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Subscript)
+            and self._is_handle(node.func.value)
+            and _constant(node.func.slice) == "status"
+        )
+
+    def _js_result(self, node: ast.AST) -> str | None:
+        """The rule that reading ``node`` as a dict breaks, if it is a JS object there."""
+        if isinstance(node, ast.Name):
+            if node.id in self._names("waits"):
+                return "wait-for-event-result"
+            if node.id in self._names("statuses"):
+                return "instance-handle-result"
+        elif isinstance(node, ast.Await):
+            if self._is_wait_call(node.value):
+                return "wait-for-event-result"
+            if self._is_status_call(node.value):
+                return "instance-handle-result"
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "payload"
+            and self._js_result(node.value) == "wait-for-event-result"
+        ):
+            # The payload of a JS object is a JS object too (unless it is a scalar).
+            return "wait-for-event-result"
+        return None
 
     def _is_aware(self, node: ast.AST) -> bool:
         if isinstance(node, ast.Name):
@@ -257,7 +317,7 @@ class _Visitor(ast.NodeVisitor):
         if isinstance(node.ctx, ast.Load):
             if self._is_event(owner) and node.attr not in DICT_METHODS:
                 self.hit("event-attribute", node)
-            elif isinstance(owner, ast.Name) and owner.id in self._names("handles"):
+            elif self._is_handle(owner) and node.attr not in DICT_METHODS:
                 self.hit("instance-handle-attribute", node)
         if isinstance(owner, ast.Name):
             if owner.id in self.os_names and node.attr in ENV_OS_NAMES:
@@ -325,6 +385,14 @@ class _Visitor(ast.NodeVisitor):
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if self._is_event(node.value) and _constant(node.slice) in _EVENT_KEYS_MISSING:
             self.hit("event-key", node)
+        if isinstance(node.ctx, ast.Load) and (rule := self._js_result(node.value)):
+            self.hit(rule, node)
+        self.generic_visit(node)
+
+    def visit_Dict(self, node: ast.Dict) -> None:
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None and (rule := self._js_result(value)):
+                self.hit(rule, node, f"**{self.segment(value)}")
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
@@ -333,6 +401,9 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Compare(self, node: ast.Compare) -> None:
         self._mixed_time(node, [node.left, *node.comparators])
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, (ast.In, ast.NotIn)) and (rule := self._js_result(right)):
+                self.hit(rule, node)
         self.generic_visit(node)
 
     def _mixed_time(self, node: ast.AST, operands: list[ast.expr]) -> None:
@@ -342,6 +413,8 @@ class _Visitor(ast.NodeVisitor):
             self.hit("event-timestamp-tz", node)
 
     def visit_Assign(self, node: ast.Assign) -> None:
+        # The value first: in `ev = python_from_rpc(ev)` it reads the old binding.
+        self.generic_visit(node)
         names = [t.id for t in node.targets if isinstance(t, ast.Name)]
         value = node.value
         scope = self.scopes[-1]
@@ -349,11 +422,18 @@ class _Visitor(ast.NodeVisitor):
             scope.timestamps.update(names)
         if self._is_aware(value):
             scope.aware.update(names)
-        if _is_instance_lookup(value):
-            scope.handles.update(names)
+        js = {
+            "handles": self._is_handle_lookup(value),
+            "waits": isinstance(value, ast.Await) and self._is_wait_call(value.value),
+            "statuses": isinstance(value, ast.Await) and self._is_status_call(value.value),
+        }
+        for kind, bound in js.items():
+            if bound:
+                getattr(scope, kind).update(names)
+            else:
+                getattr(scope, kind).difference_update(names)
         if isinstance(value, ast.Call) and _called(value) == "create_dynamic_workflow_entrypoint":
             self._entrypoint_class(names, value)
-        self.generic_visit(node)
 
     def _entrypoint_class(self, names: list[str], call: ast.Call) -> None:
         class_name: object = _DEFAULT_CLASS_NAME
@@ -378,6 +458,18 @@ class _Visitor(ast.NodeVisitor):
             self._method_call(node, func)
         if name == "open" and self._is_open(func):
             self.hit("host-file", node)
+        elif name == "dict" and node.args and (rule := self._js_result(node.args[0])):
+            self.hit(rule, node)
+        for keyword in node.keywords:
+            if keyword.arg is None and (rule := self._js_result(keyword.value)):
+                self.hit(rule, node, f"**{self.segment(keyword.value)}")
+        if (
+            isinstance(func, ast.Subscript)
+            and self._is_handle(func.value)
+            and _constant(func.slice) == "sendEvent"
+            and not _is_js_object(node.args[0] if node.args else None)
+        ):
+            self.hit("send-event-arg", node)
         elif (
             name == "Response"
             and len([a for a in node.args if not isinstance(a, ast.Starred)]) >= 3
@@ -410,8 +502,9 @@ class _Visitor(ast.NodeVisitor):
                 self.hit("event-key", node)
         elif method == "do" and self._is_step(owner):
             self._step_config(node)
+        elif method in DICT_METHODS and (rule := self._js_result(owner)):
+            self.hit(rule, node)
         elif method == "wait_for_event" and self._is_step(owner):
-            self.hit("wait-for-event-result", node)
             if any(k.arg in {"name", "event_type", "type"} for k in node.keywords):
                 self.hit("wait-for-event-args", node)
         elif method == "fetch" and isinstance(owner, ast.Call) and node.args:
@@ -536,6 +629,20 @@ def _returns(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.R
             yield node
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_js_object(node: ast.AST | None) -> bool:
+    """Not a value a JS function reads as ``{type, payload}``: no argument, a dict, a Map.
+
+    Anything else (a name, another call) cannot be told from source, so it passes.
+    """
+    if node is None or isinstance(node, (ast.Dict, ast.DictComp)):
+        return False
+    if isinstance(node, ast.Call) and _called(node) == "python_to_rpc":
+        return False
+    if isinstance(node, ast.Call) and _called(node) == "to_js":
+        return any(k.arg == "dict_converter" for k in node.keywords)
+    return True
 
 
 def _is_instance_lookup(node: ast.AST) -> bool:

@@ -1,18 +1,26 @@
-"""The portability rules as data: what fails (or is unverified) on Cloudflare, and the portable form.
+"""The portability rules as data: what fails (or may fail) on Cloudflare, and the portable form.
 
 Each rule is one row of the two tables in the portability spec that can be seen in
-source. ``_portability.py`` finds them (one AST visitor); this file only says what
+source (plus what the tenant SDK's binding and wait_for_event hand back, read from its
+source below). ``_portability.py`` finds them (one AST visitor); this file only says what
 each one means. Rule ids are stable: they are the ``code`` of a diagnostic, prefixed
 with ``portability.``. ``error`` is for what will fail on Cloudflare, ``warning`` for
-what the spec marks unverified.
+what fails there only depending on code or data it cannot see (another tenant's ids).
 
 Sources (read with the search tools, December 2026):
 
 - the tenant SDK frozen in workerd, ``src/pyodide/internal/workers-api/src/workers/``
   (``__init__.py``'s ``__all__`` and ``workflows.py``), which Dynamic Worker tenants get
   instead of the PyPI ``workers-runtime-sdk``;
+- the same SDK's ``_workers.py``: ``wait_for_event`` returns ``self._js_step.waitForEvent(...)``
+  unconverted (the PyPI SDK a dispatcher vendors wraps it in ``python_from_rpc``; the
+  frozen one does not), and a Fetcher binding's method results go through
+  ``python_from_rpc``, which makes a plain JS object a dict;
 - ``danlapid/dynamic-workflows`` ``packages/dynamic-workflows-py/src/dynamic_workflows/
-  _workerd.py`` for the dispatcher library's signatures;
+  _workerd.py`` for the dispatcher library's signatures, and for the handle tenants get
+  (``_make_handle``: ``{id, status, ..., sendEvent}`` of bound JS functions; its
+  ``WrappedWorkflow`` docstring says the SDK turns it into a dict; ``sendEvent`` is sent
+  an object made with ``to_js(..., dict_converter=Object.fromEntries)``);
 - ``cloudflare/python-workers-examples`` ``17-dynamic-py-py/src/entry.py`` for the
   Worker Loader calls (``create_proxy``, ``to_js``, ``getEntrypoint``, ``_js_request``).
 """
@@ -292,22 +300,46 @@ _RULES = (
     ),
     Rule(
         "wait-for-event-result",
-        "warning",
+        "error",
         "tenant",
-        "`{detail}`: unverified: the shape of wait_for_event's result in the SDK Cloudflare "
-        "gives tenants has not been checked on Cloudflare (it may be an un-awaited JS promise)",
-        "`await step.wait_for_event(name, type, timeout=...)` and read the result defensively "
-        '(`event.get("payload")`); check it on Cloudflare before relying on it',
+        "`{detail}` reads a wait_for_event result as a dict; in the SDK Cloudflare gives tenants "
+        "(workerd's frozen copy) wait_for_event returns waitForEvent's promise unconverted, so "
+        "the awaited value, and its payload, are JS objects: `[key]` and dict methods fail there",
+        '`event = python_from_rpc(await step.wait_for_event("approval", "approved", '
+        'timeout="1 day"))` (`from workers import python_from_rpc`), then `event["payload"]`',
     ),
     Rule(
         "instance-handle-attribute",
-        "warning",
+        "error",
         "tenant",
-        "`{detail}`: unverified: the instance handle a tenant gets through the dispatcher is "
-        "a JS object `{{id, status, pause, resume, terminate, restart, sendEvent}}` on "
-        "Cloudflare; attribute use on it has not been checked there",
-        "keep the id you passed to create() (`options['id']`) rather than reading it back; "
-        "the handle's event method is `sendEvent`",
+        "`{detail}`: the instance a tenant gets from env.WORKFLOWS create()/get() is a plain "
+        "dict on Cloudflare (the tenant SDK's binding wrapper passes the dispatcher's "
+        "{{id, status, pause, resume, terminate, restart, sendEvent}} object through "
+        "python_from_rpc), so attribute access raises AttributeError",
+        '`instance["id"]` (or keep the id you passed to create()), '
+        '`python_from_rpc(await instance["status"]())`, `await instance["pause"]()`, '
+        '`await instance["sendEvent"](to_js({"type": ..., "payload": ...}, '
+        "dict_converter=Object.fromEntries))`",
+    ),
+    Rule(
+        "instance-handle-result",
+        "error",
+        "tenant",
+        "`{detail}` reads what an instance's status() gives as a dict; on Cloudflare it is a JS "
+        "object (the handle's functions are JS functions, their results unconverted)",
+        '`status = python_from_rpc(await instance["status"]())` (`from workers import '
+        'python_from_rpc`), then `status["status"]`, `status["output"]`',
+    ),
+    Rule(
+        "send-event-arg",
+        "error",
+        "tenant",
+        "`{detail}`: the handle's sendEvent is a JS function; a Python dict reaches it as a "
+        "PyProxy (and python_to_rpc or to_js without dict_converter make a JS Map), which is "
+        "not the {{type, payload}} object Workers RPC must send",
+        '`await instance["sendEvent"](to_js({"type": "decision", "payload": payload}, '
+        "dict_converter=Object.fromEntries))` (`from pyodide.ffi import to_js`, `from js import "
+        "Object`)",
     ),
 )
 

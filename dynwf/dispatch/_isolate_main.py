@@ -22,11 +22,12 @@ from typing import Any
 
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
-from dynwf.engine._step import DoBegin, Outcome, Step, error_from_dict
+from dynwf.engine._step import DoBegin, Outcome, error_from_dict
 from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
-from dynwf.workers._errors import error_as_on_cloudflare
 from dynwf.workers._event import TenantEvent
+from dynwf.workers._rpc import TenantWorkflows
+from dynwf.workers._step import TenantStep
 
 # How long an isolate spins for the engine's answer to a do_begin (the commit of the
 # attempt fact: about 0.5 ms here, 1 ms with fsync) while the engine says it may.
@@ -211,7 +212,8 @@ class Worker:
         assert self.conn is not None
         values = dict(code.get("env") or {})
         for name in msg.get("bindings", []):
-            values[name] = RemoteBinding(self.conn, name)
+            # As Cloudflare's tenant SDK wraps it: create/get give a dict handle.
+            values[name] = TenantWorkflows(RemoteBinding(self.conn, name))
         self.env = Env(values)
         module_name = main[:-3] if main.endswith(".py") else main
         try:
@@ -230,10 +232,7 @@ class Worker:
         event = TenantEvent(msg["event"])
         if isinstance(event.get("timestamp"), str):
             event["timestamp"] = datetime.fromisoformat(event["timestamp"])
-        step = Step(
-            RemoteHost(self.conn, msg["run"], self.compatibility_date),
-            rebuild=error_as_on_cloudflare,
-        )
+        step = TenantStep(RemoteHost(self.conn, msg["run"], self.compatibility_date))
         try:
             return await cls(ExecutionContext(), self.env).run(event, step)
         finally:

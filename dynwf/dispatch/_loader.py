@@ -34,8 +34,9 @@ from dynwf.engine._pass import PassInterrupted, PassParked
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 from dynwf.workers._context import ExecutionContext
-from dynwf.workers._errors import error_as_on_cloudflare
 from dynwf.workers._http import JsRequest
+from dynwf.workers._rpc import TenantWorkflows
+from dynwf.workers._step import TenantStep
 
 log = logging.getLogger("dynwf.dispatch")
 Isolation = Literal["process", "inline"]
@@ -534,6 +535,15 @@ class WorkerStub:
         raise ValueError(f"unknown binding call {method!r}")
 
 
+def _tenant_env(code: Mapping[str, Any] | None) -> types.SimpleNamespace:
+    """An inline tenant's ``env``: Workflow bindings wrapped as Cloudflare's tenant SDK wraps them."""
+    env = dict((code or {}).get("env") or {})
+    for name, value in env.items():
+        if isinstance(value, (TenantWorkflowBinding, WorkflowBinding)):
+            env[name] = TenantWorkflows(value)
+    return types.SimpleNamespace(**env)
+
+
 def run_tasks(host: Any) -> set[asyncio.Task[Any]]:
     tasks: set[asyncio.Task[Any]] | None = getattr(host, "_remote_tasks", None)
     if tasks is None:
@@ -560,12 +570,12 @@ class EntrypointStub:
                 w.broken = _failure(exc)
                 raise PassParked(f"worker {w.id!r}: {w.broken}") from None
             cls = _entry_class(module, self.name, w.id)
-            env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
+            env = _tenant_env(w._code)
             token = f"r{next(_runs)}"
             w._runs[token] = (step.host, None)
-            # The tenant's own step object, as in an isolate: errors as Cloudflare's SDK
-            # rebuilds them.
-            own = Step(step.host, rebuild=error_as_on_cloudflare)
+            # The tenant's own step object, as in an isolate: errors and wait_for_event
+            # results as Cloudflare's tenant SDK gives them.
+            own = TenantStep(step.host)
             try:
                 return await cls(ExecutionContext(), env).run(event, own)
             finally:
@@ -633,7 +643,7 @@ class EntrypointStub:
         if w.loader.isolation == "inline":
             await w._code_dict()
             module = w.module()
-            env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
+            env = _tenant_env(w._code)
             cls = getattr(module, self.name or "Default", None)
             if cls is not None:
                 return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dynwf.workers._alias import install, installed
 from dynwf.workers._entrypoints import WorkerEntrypoint, WorkflowEntrypoint
 from dynwf.workers._http import Request, Response
+from dynwf.workers._rpc import python_from_rpc, python_to_rpc
 
 __all__ = [
     "Request",
@@ -19,4 +20,6 @@ __all__ = [
     "WorkflowEntrypoint",
     "install",
     "installed",
+    "python_from_rpc",
+    "python_to_rpc",
 ]

@@ -7,7 +7,9 @@
 
 import uuid
 
-from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+from js import Object
+from pyodide.ffi import to_js
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint, python_from_rpc
 
 
 class TenantWorkflow(WorkflowEntrypoint):
@@ -24,8 +26,10 @@ class TenantWorkflow(WorkflowEntrypoint):
         # the top, where submit() returns its journaled result without running.
         await step.sleep("cooling-off", "1 hour")
 
-        # Hibernates again until POST .../decision sends a "decision" event.
-        decision = await step.wait_for_event("manager decision", "decision", timeout="7 days")
+        # Hibernates again until POST .../decision sends a "decision" event. What arrives
+        # is a JS object {payload, timestamp, type}: python_from_rpc makes it a dict.
+        waited = await step.wait_for_event("manager decision", "decision", timeout="7 days")
+        decision = python_from_rpc(waited)
 
         @step.do()
         async def record(submit):  # a parameter named after a step receives its result
@@ -54,14 +58,18 @@ class Default(WorkerEntrypoint):
                 instance = await _find(self.env, instance_id)
                 if instance is None:
                     return Response.json({"error": f"no expense {instance_id!r}"}, status=404)
-                return Response.json({"id": instance_id, **await instance.status()})
+                # The instance is a dict {id, status, sendEvent, ...} of JS functions,
+                # whose results are JS objects: python_from_rpc makes them dicts.
+                status = python_from_rpc(await instance["status"]())
+                return Response.json({"id": instance_id, **status})
             case "POST", ["expenses", instance_id, "decision"]:
                 instance = await _find(self.env, instance_id)
                 if instance is None:
                     return Response.json({"error": f"no expense {instance_id!r}"}, status=404)
                 body = await request.json() or {}
                 payload = {"approved": bool(body.get("approved")), "by": body.get("by")}
-                await instance.sendEvent({"type": "decision", "payload": payload})
+                event = {"type": "decision", "payload": payload}  # a JS object, not a dict:
+                await instance["sendEvent"](to_js(event, dict_converter=Object.fromEntries))
                 return Response.json({"id": instance_id, "sent": payload})
         return Response.json(
             {"routes": ["POST /approvals/expenses", "GET /approvals/expenses/<id>",

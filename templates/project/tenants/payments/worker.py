@@ -6,7 +6,7 @@
 
 import uuid
 
-from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint, python_from_rpc
 from workers.workflows import NonRetryableError
 
 import gateway
@@ -62,6 +62,9 @@ class Default(WorkerEntrypoint):
                     instance = await self.env.WORKFLOWS.get(instance_id)
                 except Exception:  # "not found", including another tenant's instance ids
                     return Response.json({"error": f"no charge {instance_id!r}"}, status=404)
-                return Response.json({"id": instance_id, **await instance.status()})
+                # The instance is a dict of an id and JS functions; python_from_rpc makes
+                # the JS object status() gives a dict.
+                status = python_from_rpc(await instance["status"]())
+                return Response.json({"id": instance_id, **status})
         return Response.json({"routes": ["POST /payments/charges", "GET /payments/charges/<id>"]},
                              status=404)

@@ -6,7 +6,7 @@
 
 import uuid
 
-from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint, python_from_rpc
 
 
 class TenantWorkflow(WorkflowEntrypoint):
@@ -45,6 +45,9 @@ class Default(WorkerEntrypoint):
                     instance = await self.env.WORKFLOWS.get(instance_id)
                 except Exception:  # "not found", including another tenant's instance ids
                     return Response.json({"error": f"no run {instance_id!r}"}, status=404)
-                return Response.json({"id": instance_id, **await instance.status()})
+                # The instance is a dict of an id and JS functions; python_from_rpc makes
+                # the JS object status() gives a dict.
+                status = python_from_rpc(await instance["status"]())
+                return Response.json({"id": instance_id, **status})
         return Response.json({"routes": ["POST /__tenant__/runs", "GET /__tenant__/runs/<id>"]},
                              status=404)
