@@ -328,7 +328,7 @@ class Engine:
                 return self._modifiers[key]
         wide = self._modifiers.get((st.workflow, None, None))
         if wide is not None and st.created >= self._modifier_since.get(st.workflow, 0):
-            return wide
+            return wide.for_instance(st.uid)
         return None
 
     # -- lifecycle -------------------------------------------------------------------
