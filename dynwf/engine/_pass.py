@@ -394,7 +394,9 @@ class Pass:
             return
         await self._boundary()
         now = eng.clock.now_ms()
-        skip = eng.time.skips_sleep(name) or (self.mods is not None and self.mods.skips_sleep(name, count))
+        skip = eng.time.skips_sleep(name) or (
+            self.mods is not None and self.mods.skips_sleep(name, count)
+        )
         if s is None:
             target = until if until is not None else now + ms
             natural_end = target <= now
