@@ -26,7 +26,8 @@ from dynwf.errors import InstanceExistsError, ValidationError, WorkflowNotFoundE
 if TYPE_CHECKING:
     from dynwf.project._project import Project
 
-log = logging.getLogger("dynwf.schedules")
+# Under the dev server's logger, so `dynwf dev` prints each firing with its request lines.
+log = logging.getLogger("dynwf.server.schedules")
 
 
 @dataclass(frozen=True, slots=True)
