@@ -142,6 +142,14 @@ async def test_fire_now_picks_a_schedule_and_refuses_what_is_not_one(
     scheduler = harness.project.scheduler
     st = await scheduler.fire("NIGHTLY")  # by binding; the first schedule
     assert st.schedule == {"cron": "*/5 * * * *", "scheduledTime": clock.now_ms()}
+    clock.advance("1 second")
+    handle = await harness.trigger_schedule("nightly")  # the test API's way to the same
+    done = harness.engine.lookup("nightly", "", handle.id)
+    await _until(lambda: done.status.value == "complete", "the fired instance")
+    assert (await handle.status())["output"]["schedule"] == {
+        "cron": "*/5 * * * *",
+        "scheduledTime": clock.now_ms(),
+    }
     st = await scheduler.fire("nightly", "0 11 * * *")
     assert st.schedule is not None and st.schedule["cron"] == "0 11 * * *"
     with pytest.raises(ValidationError, match="workflow 'plain' has no schedules; add schedules"):
