@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dynwf.config import InvalidConfigError, load_config, validate_config
-from dynwf.config._cron import CronError, parse_cron
+from dynwf.config import CronError, InvalidConfigError, load_config, parse_cron, validate_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEADER = (

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dynwf.config._cron import Cron, parse_cron
+from dynwf.config import Cron, parse_cron
 from dynwf.engine import InstanceState
 from dynwf.errors import InstanceExistsError, ValidationError, WorkflowNotFoundError
 
