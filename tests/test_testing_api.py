@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dynwf.errors import ValidationError
 from dynwf.testing import (
     IntrospectionTimeout,
     ProjectHarness,
@@ -262,3 +264,191 @@ async def test_divergences_lists_each_skipped_step_once(h: ProjectHarness) -> No
     await h.tenant("probe").create({"id": "ok"})
     await probe.wait_for_status("complete")
     assert probe.divergences == []  # deterministic code, though it hibernated twice
+
+
+LOOP = """
+from workers import WorkflowEntrypoint
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do(config={"retries": {"limit": 1, "delay": "1 hour"}})
+        async def item(ctx):
+            return ctx["step"]["count"] * 10
+
+        got = [await item(), await item(), await item()]
+        await step.sleep("nap", "1 hour")
+        await step.sleep("nap", "1 hour")
+        return got
+"""
+
+
+@pytest.fixture
+def loop(h: ProjectHarness) -> Any:
+    (h.project.root / "tenants" / "loop").mkdir()
+    (h.project.root / "tenants" / "loop" / "worker.py").write_text(LOOP)
+    return h.tenant("loop")
+
+
+async def test_selector_index_picks_one_call_of_a_repeated_step(loop: Any) -> None:
+    inst = await introspect_workflow_instance(loop, "ix")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.mock_step_result({"name": "item", "index": 2}, "two"),
+        )
+    )
+    await loop.create({"id": "ix"})
+    assert await inst.wait_for_step_result({"name": "item", "index": 3}) == 30
+    assert await inst.wait_for_step_result({"name": "item", "index": 2}) == "two"
+    assert await inst.wait_for_step_result({"name": "item"}) == 10  # index defaults to 1
+    await inst.wait_for_status("complete")
+    assert await inst.get_output() == [10, "two", 30]
+
+
+async def _poll(check: Any) -> Any:
+    """``check()`` once it is truthy (a hang guard, not a timing assertion)."""
+    for _ in range(12000):
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.005)
+    raise AssertionError("never happened")
+
+
+async def test_selector_index_on_errors_and_timeouts(h: ProjectHarness, loop: Any) -> None:
+    inst = await introspect_workflow_instance(loop, "iy")
+    await inst.modify(
+        lambda m: (
+            m.disable_sleeps(),
+            m.disable_retry_delays([{"name": "item", "index": 1}, {"name": "item", "index": 3}]),
+            m.force_step_timeout({"name": "item", "index": 1}, times=1),
+            m.mock_step_error({"name": "item", "index": 3}, RuntimeError("third"), times=1),
+        )
+    )
+    await loop.create({"id": "iy"})
+    await inst.wait_for_status("complete")
+    assert await inst.get_output() == [10, 20, 30]
+    steps = h.engine.lookup("dynamic-workflow", '{"tenantId":"loop"}', "iy").steps
+    assert [a.error["name"] if a.error else None for a in steps["do:item#1"].attempts] == [
+        "WorkflowTimeoutError",
+        None,
+    ]
+    assert [a.ok for a in steps["do:item#2"].attempts] == [True]
+    assert steps["do:item#3"].attempts[0].error == {"name": "RuntimeError", "message": "third"}
+
+
+async def test_selector_index_on_retry_delays_and_sleeps(h: ProjectHarness, loop: Any) -> None:
+    retry = await introspect_workflow_instance(loop, "iw")
+    await retry.modify(
+        lambda m: (
+            m.disable_retry_delays([{"name": "item", "index": 1}]),
+            m.mock_step_error({"name": "item", "index": 2}, RuntimeError("second"), times=1),
+        )
+    )
+    await loop.create({"id": "iw"})
+    st = lambda: h.engine.lookup("dynamic-workflow", '{"tenantId":"loop"}', "iw")  # noqa: E731
+    # index 2's retry waits its hour: only index 1's delay was disabled
+    await _poll(lambda: st().status.value == "waiting" and st().steps["do:item#2"].attempts)
+    assert not st().steps["do:item#2"].done and "do:item#3" not in st().steps
+
+    nap = await introspect_workflow_instance(loop, "iz")
+    await nap.modify(lambda m: m.disable_sleeps([{"name": "nap", "index": 1}]))
+    await loop.create({"id": "iz"})
+    st = lambda: h.engine.lookup("dynamic-workflow", '{"tenantId":"loop"}', "iz")  # noqa: E731
+    naps = lambda: sorted((s.count, s.done) for s in st().steps.values() if s.kind == "sleep")  # noqa: E731
+    await _poll(lambda: len(naps()) == 2 and st().status.value == "waiting")
+    assert naps() == [(1, True), (2, False)]
+
+
+@pytest.mark.parametrize("index", [0, -1, "2", 1.5, True])
+async def test_selector_bad_index_is_a_clear_error(loop: Any, index: Any) -> None:
+    inst = await introspect_workflow_instance(loop, "bad")
+    with pytest.raises(ValidationError, match="counts calls of the step name from 1"):
+        await inst.modify(lambda m: m.mock_step_result({"name": "item", "index": index}, 1))
+    with pytest.raises(ValidationError, match="counts calls"):
+        await inst.wait_for_step_result({"name": "item", "index": index})
+
+
+async def test_mocking_a_step_twice_or_erroring_a_mocked_step_is_refused(loop: Any) -> None:
+    inst = await introspect_workflow_instance(loop, "twice")
+    await inst.modify(lambda m: m.mock_step_result({"name": "item"}, 1))
+    with pytest.raises(ValidationError, match="already mocked"):
+        await inst.modify(lambda m: m.mock_step_result({"name": "item", "index": 1}, 2))
+    with pytest.raises(ValidationError, match="after mocking its result"):
+        await inst.modify(lambda m: m.mock_step_error({"name": "item"}, RuntimeError("x")))
+    with pytest.raises(ValidationError, match="after mocking its result"):
+        await inst.modify(lambda m: m.force_step_timeout({"name": "item"}))
+    # another index of the same name is another step
+    await inst.modify(lambda m: m.mock_step_result({"name": "item", "index": 2}, 2))
+
+
+async def test_modify_all_gives_each_instance_its_own_counters(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    wf = await introspect_workflow(b)
+
+    async def setup(m: Any) -> None:
+        m.disable_sleeps()
+        m.disable_retry_delays()
+        m.mock_step_error({"name": "charge"}, RuntimeError("declined"), times=1)
+        m.mock_event({"type": "approved", "payload": "ok"})
+
+    await wf.modify_all(setup)
+    await b.create({"id": "one"})
+    await b.create({"id": "two"})
+    instances = {i.id: i for i in wf.get()}
+    assert sorted(instances) == ["one", "two"]
+    for id in ("one", "two"):
+        await instances[id].wait_for_status("complete")
+        st = h.engine.lookup("dynamic-workflow", '{"tenantId":"probe"}', id)
+        # times=1 counts per instance: each instance's first charge attempt failed
+        assert [a.ok for a in st.steps["do:charge#1"].attempts] == [False, True]
+
+
+async def test_instance_dispose_terminates_and_drops_modifications(h: ProjectHarness) -> None:
+    b = h.tenant("probe")
+    inst = await introspect_workflow_instance(b, "d1")
+    await inst.modify(lambda m: m.mock_step_result({"name": "fetch"}, 5))
+    await b.create({"id": "d1"})
+    assert await inst.wait_for_step_result({"name": "fetch"}) == 5
+    await inst.dispose()
+    assert (await (await b.get("d1")).status())["status"] == "terminated"
+    await inst.dispose()  # idempotent
+    with pytest.raises(ValidationError, match="was disposed"):
+        await inst.modify(lambda m: m.disable_sleeps())
+    # a later instance of the same id runs as written: the mock is gone
+    await (await b.get("d1")).restart()
+    again = await introspect_workflow_instance(b, "d1")
+    assert await again.wait_for_step_result({"name": "fetch"}) == 1
+
+
+async def test_async_with_disposes_a_finished_instance_without_changing_it(
+    h: ProjectHarness,
+) -> None:
+    b = h.tenant("probe")
+    async with await introspect_workflow_instance(b, "d2") as inst:
+        await inst.modify(
+            lambda m: (m.disable_sleeps(), m.mock_event({"type": "approved", "payload": 1}))
+        )
+        await b.create({"id": "d2"})
+        await inst.wait_for_status("complete")
+    assert (await (await b.get("d2")).status())["status"] == "complete"
+
+
+async def test_workflow_dispose_stops_its_instances_and_modifying_new_ones(
+    h: ProjectHarness,
+) -> None:
+    b = h.tenant("probe")
+    wf = await introspect_workflow(b)
+    await wf.modify_all(lambda m: m.mock_step_result({"name": "fetch"}, 7))
+    await b.create({"id": "w1"})
+    (w1,) = wf.get()
+    assert await w1.wait_for_step_result({"name": "fetch"}) == 7
+    await wf.dispose()
+    assert (await (await b.get("w1")).status())["status"] == "terminated"
+    with pytest.raises(ValidationError, match="was disposed"):
+        await wf.modify_all(lambda m: m.disable_sleeps())
+    await b.create({"id": "w2"})
+    w2 = await introspect_workflow_instance(b, "w2")
+    assert await w2.wait_for_step_result({"name": "fetch"}) == 1  # not mocked any more
+    await wf.dispose()  # idempotent

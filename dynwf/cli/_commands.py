@@ -9,5 +9,6 @@ from dynwf.cli import (
     _inspect,  # noqa: F401
     _instances,  # noqa: F401
     _run,  # noqa: F401
+    _schedules,  # noqa: F401
     _validate,  # noqa: F401
 )

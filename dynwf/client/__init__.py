@@ -21,6 +21,7 @@ from dynwf.client._model import (
     tenant_scopes,
 )
 from dynwf.client._open import JOURNAL_FILE, PERSIST_ENV, STATE_DIR, open_state
+from dynwf.client._schedules import Fired, trigger_schedule
 
 __all__ = [
     "JOURNAL_FILE",
@@ -29,6 +30,7 @@ __all__ = [
     "STATUSES",
     "AmbiguousInstanceError",
     "DevServerError",
+    "Fired",
     "HttpStateClient",
     "InstanceDetail",
     "InstanceSummary",
@@ -43,4 +45,5 @@ __all__ = [
     "tenant_label",
     "tenant_params",
     "tenant_scopes",
+    "trigger_schedule",
 ]

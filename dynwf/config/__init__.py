@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dynwf.config._cron import Cron, CronError, parse_cron
 from dynwf.config._load import (
     CONFIG_FILE_NAMES,
     check_portability,
@@ -28,6 +29,8 @@ __all__ = [
     "CONFIG_FILE_NAMES",
     "PORTABILITY_RULES",
     "ConfigFileError",
+    "Cron",
+    "CronError",
     "Diagnostic",
     "InvalidConfigError",
     "Location",
@@ -40,6 +43,7 @@ __all__ = [
     "check_portability",
     "find_config",
     "load_config",
+    "parse_cron",
     "read_config",
     "validate_config",
     "validate_project",

@@ -16,6 +16,7 @@ from dynwf.config._model import (
 )
 from dynwf.config._portability import check_portability_root
 from dynwf.config._rules import Findings, check_wrangler_rules, parse_compatibility_date
+from dynwf.config._schedules import check_schedules, schedules_of
 from dynwf.config._source import ConfigFileError, Node, is_js_integer, js_json
 from dynwf.config._toml import parse_toml
 
@@ -75,6 +76,7 @@ def _validate(
     findings = Findings()
     check_wrangler_rules(root, findings)
     check_dynwf_rules(root, path, findings, import_main=import_main)
+    check_schedules(root, path, findings)
     return ValidationReport(path, tuple(findings.diagnostics)), root
 
 
@@ -191,4 +193,5 @@ def _workflow(entry: Node) -> WorkflowConfig:
         script_name=entry.text("script_name"),
         step_limit=int(steps.value) if steps is not None and is_js_integer(steps.value) else None,
         location=entry.location,
+        schedules=schedules_of(entry),
     )

@@ -78,6 +78,7 @@ class WorkflowConfig:
     script_name: str | None
     step_limit: int | None
     location: Location
+    schedules: tuple[str, ...] = ()  # cron expressions, as written (checked by validation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ _WORKFLOW_NAME_FORMAT = (
     "Workflow names must be 1-64 characters long, start with a letter, number, or "
     "underscore, and may only contain letters, numbers, underscores, or hyphens."
 )
-_WORKFLOW_FIELDS = ("binding", "name", "class_name", "script_name", "remote", "limits")
+_WORKFLOW_FIELDS = ("binding", "name", "class_name", "script_name", "remote", "limits", "schedules")
 
 # wrangler's friendlyBindingNames, in its order: the order decides how a clash between
 # kinds is worded ("A assigned to KV Namespace and Workflow bindings.").

@@ -328,7 +328,7 @@ class Engine:
                 return self._modifiers[key]
         wide = self._modifiers.get((st.workflow, None, None))
         if wide is not None and st.created >= self._modifier_since.get(st.workflow, 0):
-            return wide
+            return wide.for_instance(st.uid)
         return None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -612,10 +612,13 @@ class Engine:
             self._instances[uid] = st
         return st
 
-    def _new_instance(self, workflow: str, scope: str, id: str, params: Any) -> InstanceState:
+    def _new_instance(
+        self, workflow: str, scope: str, id: str, params: Any, schedule: Any = None
+    ) -> InstanceState:
         st = InstanceState(uuid.uuid4().hex)
+        fact = {"workflow": workflow, "scope": scope, "id": id, "params": params}
         self.record(
-            st, "created", None, {"workflow": workflow, "scope": scope, "id": id, "params": params}
+            st, "created", None, fact if schedule is None else {**fact, "schedule": schedule}
         )
         self.record(st, "status", None, {"status": Status.QUEUED.value})
         self._instances[st.uid] = st
@@ -635,8 +638,14 @@ class Engine:
         return id, params
 
     async def create(
-        self, workflow: str, scope: str, options: Mapping[str, Any] | None
+        self,
+        workflow: str,
+        scope: str,
+        options: Mapping[str, Any] | None,
+        *,
+        schedule: dict[str, Any] | None = None,
     ) -> InstanceState:
+        """A new instance; ``schedule`` ({"cron", "scheduledTime"}) when a cron fires it."""
         self.workflow(workflow)
         id, params = self._check_options(options)
         if (workflow, scope, id) in self._index:
@@ -644,7 +653,7 @@ class Engine:
                 f"instance id {id!r} is already in use in workflow {workflow!r}; choose another id "
                 "or get() the existing instance"
             )
-        st = self._new_instance(workflow, scope, id, params)
+        st = self._new_instance(workflow, scope, id, params, schedule)
         await self.durable()
         self._schedule(st)
         return st
@@ -897,7 +906,7 @@ class Engine:
         try:
             if st.status is not Status.RUNNING:
                 self.set_status(st, Event.START)
-            event = event_for(st.params, st.created, st.id, st.workflow)
+            event = event_for(st.params, st.created, st.id, st.workflow, st.schedule)
             p.task = asyncio.create_task(wf.program.run(event, p))
             try:
                 output = await p.task

@@ -5,7 +5,7 @@ and hands it to the journal. Recovery applies the same facts in the same order,
 so the live state and the recovered state cannot drift apart.
 
 Fact kinds (``data`` is a JSON object):
-    created      {workflow, scope, id, params}
+    created      {workflow, scope, id, params, schedule?}
     status       {status, output?, error?}
     attempt      {n, config?, name?, count?,          a callback began (its code up to
                   mocked?, inferred?}                 its first suspension point ran, as
@@ -136,6 +136,7 @@ class InstanceState:
         "parked",
         "passes",
         "paused_at",
+        "schedule",
         "scope",
         "started",
         "status",
@@ -151,6 +152,7 @@ class InstanceState:
         self.scope = ""
         self.id = ""
         self.params: Any = None
+        self.schedule: dict[str, Any] | None = None  # {"cron", "scheduledTime"}: a cron made it
         self.created = 0
         self.deleted = False
         self.status = Status.QUEUED
@@ -190,6 +192,7 @@ class InstanceState:
 
 def _created(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
     st.workflow, st.scope, st.id, st.params = d["workflow"], d["scope"], d["id"], d["params"]
+    st.schedule = d.get("schedule")
     st.created = ts
 
 

@@ -4,14 +4,23 @@ A ``Modifiers`` object is attached to one instance id (or to every new instance 
 workflow) before the instance runs; the run pass consults it at each step, so a
 mocked step's callback never runs, in any isolation mode. Mocked results and errors
 are journaled like real ones, so replay sees them too.
+
+Steps are selected as Cloudflare's ``StepSelector`` is: a name and an index, the
+index counting calls of that name from 1 (``{"name": "charge"}`` is index 1 only).
+A workflow-wide ``Modifiers`` is a template: each instance gets its own copy when
+it first runs, so ``times`` counters and mocked events are per instance.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from dynwf.engine._model import ErrorDict
+from dynwf.errors import ValidationError
+
+StepRef = tuple[str, int]  # (name, index): the index-th call of the step called name
 
 
 @dataclass(slots=True)
@@ -30,63 +39,95 @@ class _Times:
 
 @dataclass(slots=True)
 class Modifiers:
-    """What tests change about an instance's steps (all by step name)."""
+    """What tests change about an instance's steps (each step by name and index)."""
 
-    sleeps_disabled: bool | set[str] = False
-    retry_delays_disabled: bool | set[str] = False
-    step_results: dict[str, Any] = field(default_factory=dict)
-    step_errors: dict[str, _Times] = field(default_factory=dict)
-    step_timeouts: dict[str, _Times] = field(default_factory=dict)
+    sleeps_disabled: bool | set[StepRef] = False
+    retry_delays_disabled: bool | set[StepRef] = False
+    step_results: dict[StepRef, Any] = field(default_factory=dict)
+    step_errors: dict[StepRef, _Times] = field(default_factory=dict)
+    step_timeouts: dict[StepRef, _Times] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
-    event_timeouts: set[str] = field(default_factory=set)
+    event_timeouts: set[StepRef] = field(default_factory=set)
+    _copies: dict[str, Modifiers] = field(default_factory=dict)
 
-    def disable_sleeps(self, steps: list[str] | None = None) -> None:
+    def disable_sleeps(self, steps: list[StepRef] | None = None) -> None:
         self.sleeps_disabled = True if steps is None else set(steps)
 
-    def disable_retry_delays(self, steps: list[str] | None = None) -> None:
+    def disable_retry_delays(self, steps: list[StepRef] | None = None) -> None:
         self.retry_delays_disabled = True if steps is None else set(steps)
 
-    def mock_step_result(self, step: str, value: Any) -> None:
+    def mock_step_result(self, step: StepRef, value: Any) -> None:
+        if step in self.step_results:
+            raise ValidationError(
+                f"step {step[0]!r} (index {step[1]}) is already mocked: mock each step's "
+                "result once per instance"
+            )
         self.step_results[step] = value
 
-    def mock_step_error(self, step: str, error: ErrorDict, times: int | None = None) -> None:
+    def _not_mocked(self, step: StepRef, what: str) -> None:
+        if step in self.step_results:
+            raise ValidationError(
+                f"cannot {what} step {step[0]!r} (index {step[1]}) after mocking its result: "
+                "the mocked result answers every attempt, so drop one of the two"
+            )
+
+    def mock_step_error(self, step: StepRef, error: ErrorDict, times: int | None = None) -> None:
+        self._not_mocked(step, "mock an error on")
         self.step_errors[step] = _Times(error, times)
 
-    def force_step_timeout(self, step: str, times: int | None = None) -> None:
+    def force_step_timeout(self, step: StepRef, times: int | None = None) -> None:
+        self._not_mocked(step, "force a timeout on")
         self.step_timeouts[step] = _Times(None, times)
 
     def mock_event(self, type_: str, payload: Any) -> None:
         self.events.append({"type": type_, "payload": payload})
 
-    def force_event_timeout(self, step: str) -> None:
+    def force_event_timeout(self, step: StepRef) -> None:
         self.event_timeouts.add(step)
 
-    def skips_sleep(self, name: str) -> bool:
+    def clear(self) -> None:
+        """Undo every modification (a disposed introspector's instances run as written)."""
+        for mods in self._copies.values():
+            mods.clear()
+        fresh = Modifiers()
+        for name in Modifiers.__slots__:
+            setattr(self, name, getattr(fresh, name))
+
+    def for_instance(self, uid: str) -> Modifiers:
+        """This template's own copy for instance ``uid``, made the first time it is asked."""
+        mods = self._copies.get(uid)
+        if mods is None:
+            mods = copy.deepcopy(self)
+            mods._copies = {}
+            self._copies[uid] = mods
+        return mods
+
+    # -- what the run pass asks --------------------------------------------------------
+    def skips_sleep(self, name: str, count: int) -> bool:
         s = self.sleeps_disabled
-        return s if isinstance(s, bool) else name in s
+        return s if isinstance(s, bool) else (name, count) in s
 
-    def skips_retry(self, name: str) -> bool:
+    def skips_retry(self, name: str, count: int) -> bool:
         s = self.retry_delays_disabled
-        return s if isinstance(s, bool) else name in s
+        return s if isinstance(s, bool) else (name, count) in s
 
-    def plan(self, name: str, timeout_ms: int) -> tuple[str, Any] | None:
-        """How the next attempt of step ``name`` is answered: a result, an error, or None (run it)."""
-        if name in self.step_results:
-            return ("result", self.step_results[name])
-        error = self.attempt_error(name, timeout_ms)
-        return ("error", error) if error is not None else None
+    def times_out_event(self, name: str, count: int) -> bool:
+        return (name, count) in self.event_timeouts
 
-    def attempt_error(self, name: str, timeout_ms: int) -> ErrorDict | None:
-        """The error a mocked attempt of step ``name`` fails with, if any."""
-        t = self.step_timeouts.get(name)
+    def plan(self, name: str, count: int, timeout_ms: int) -> tuple[str, Any] | None:
+        """How the next attempt of a step is answered: a result, an error, or None (run it)."""
+        if (name, count) in self.step_results:
+            return ("result", self.step_results[(name, count)])
+        t = self.step_timeouts.get((name, count))
         if t is not None and t.take():
-            return {
+            error = {
                 "name": "WorkflowTimeoutError",
                 "message": f"Execution timed out after {timeout_ms}ms",
             }
-        e = self.step_errors.get(name)
+            return ("error", error)
+        e = self.step_errors.get((name, count))
         if e is not None and e.take():
-            return dict(e.value)
+            return ("error", dict(e.value))
         return None
 
     def take_event(self, type_: str) -> dict[str, Any] | None:

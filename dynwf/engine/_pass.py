@@ -305,7 +305,7 @@ class Pass:
             late = s.wake_at is not None and s.wake_at > eng.clock.now_ms()
             if late and not eng.time.skips_retry(name):
                 await self._suspend()  # the retry delay has not passed yet
-        mock = self.mods.plan(name, cfg.timeout_ms) if self.mods is not None else None
+        mock = self.mods.plan(name, count, cfg.timeout_ms) if self.mods is not None else None
         n = (len(s.attempts) if s is not None else 0) + 1
         if key in self._starting:  # asked again before its callback began (a duplicate key)
             raise RuntimeError(f"step {name!r} (call {count}) is already running in this pass")
@@ -364,7 +364,7 @@ class Pass:
         made = len(s.attempts)
         if retryable and made <= policy.limit:
             skip = eng.time.skips_retry(s.name) or (
-                self.mods is not None and self.mods.skips_retry(s.name)
+                self.mods is not None and self.mods.skips_retry(s.name, s.count)
             )
             delay = 0 if skip else policy.delay_before_retry(made)
             eng.record(
@@ -394,7 +394,9 @@ class Pass:
             return
         await self._boundary()
         now = eng.clock.now_ms()
-        skip = eng.time.skips_sleep(name) or (self.mods is not None and self.mods.skips_sleep(name))
+        skip = eng.time.skips_sleep(name) or (
+            self.mods is not None and self.mods.skips_sleep(name, count)
+        )
         if s is None:
             target = until if until is not None else now + ms
             natural_end = target <= now
@@ -438,7 +440,7 @@ class Pass:
             s = st.steps[key]
         deadline = s.wake_at
         if self.mods is not None:
-            if name in self.mods.event_timeouts:
+            if self.mods.times_out_event(name, count):
                 deadline = now  # forced by a test: the deadline is now
             mocked = self.mods.take_event(type_)
             if mocked is not None:

@@ -420,10 +420,15 @@ def _check_sleep(name: str, ms: int) -> None:
         )
 
 
-def event_for(payload: Any, created_ms: int, instance_id: str, workflow: str) -> EventDict:
-    return EventDict(
+def event_for(
+    payload: Any, created_ms: int, instance_id: str, workflow: str, schedule: Any = None
+) -> EventDict:
+    event = EventDict(
         payload=payload,
         timestamp=datetime.fromtimestamp(created_ms / 1000, tz=UTC),
         instanceId=instance_id,
         workflowName=workflow,
     )
+    if schedule is not None:
+        event["schedule"] = schedule
+    return event

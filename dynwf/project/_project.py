@@ -22,6 +22,7 @@ from dynwf.dispatch._loader import Isolation
 from dynwf.engine import Engine, EntrypointProgram, Workflow
 from dynwf.errors import DynwfError
 from dynwf.project._kv import TENANT_CODE_BINDING, TenantCodeNamespace, newer_version
+from dynwf.project._schedules import Scheduler
 from dynwf.workers import Request, Response, install
 from dynwf.workers._context import ExecutionContext
 
@@ -72,6 +73,7 @@ class Project:
         self.main: types.ModuleType | None = None
         self._programs: dict[str, EntrypointProgram] = {}
         self.exports = PlatformExports(self.env, lambda: self.main)
+        self.scheduler = Scheduler(self)  # fires cron schedules while `dynwf dev` runs it
 
     @property
     def compatibility_date(self) -> str:

@@ -7,10 +7,17 @@ Origin, when sent) must be localhost, 127.0.0.1 or [::1], else a plain-text 403;
 Hono's plain-text ``404 Not Found``. The explorer UI's pages (``dynwf.server._ui``)
 under ``/cdn-cgi/explorer/`` get the same Host guard; nothing under ``/cdn-cgi/explorer``
 reaches the tenant's fetch. Each request is logged as one line.
+
+dynwf's own routes live under ``/cdn-cgi/dynwf`` (same Host guard, never the tenant's):
+``POST /cdn-cgi/dynwf/schedules/<workflow>`` with an optional JSON body ``{"cron": str}``
+fires that workflow's schedule now (``dynwf instances trigger-schedule``) and answers
+201 ``{"id", "workflow", "cron", "scheduledTime", "status"}``; an unknown workflow is a
+404 and a workflow without that schedule a 400, each ``{"error": str}``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +29,8 @@ from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dynwf.engine import Engine
+from dynwf.engine import Engine, InstanceState
+from dynwf.errors import ValidationError, WorkflowNotFoundError
 from dynwf.server._explorer import API_PREFIX, Call, Explorer
 from dynwf.server._ui import UI_PREFIX, ui_response
 from dynwf.workers import Request, Response
@@ -30,6 +38,9 @@ from dynwf.workers import Request, Response
 log = logging.getLogger("dynwf.server")
 
 Fetch = Callable[[Request], Awaitable[Response]]
+# Fire a workflow's schedule now: (workflow name or binding, cron or None) -> the instance.
+Trigger = Callable[[str, str | None], Awaitable[InstanceState]]
+DYNWF_PREFIX = "/cdn-cgi/dynwf"
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 _CORS = {
@@ -68,9 +79,10 @@ def _origin_host(origin: str) -> str:
 class _Server:
     """One ASGI endpoint for every path and method (a Starlette function route is GET-only)."""
 
-    def __init__(self, engine: Engine, fetch: Fetch | None) -> None:
+    def __init__(self, engine: Engine, fetch: Fetch | None, trigger: Trigger | None) -> None:
         self.explorer = Explorer(engine)
         self.fetch = fetch
+        self.trigger = trigger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive)
@@ -95,7 +107,44 @@ class _Server:
                 return text(403, "Invalid Host header")
             page = ui_response(request.method, path[len(UI_PREFIX) :])
             return page if page is not None else text(404, "404 Not Found")
+        if path == DYNWF_PREFIX or path.startswith(DYNWF_PREFIX + "/"):
+            if _hostname(request.headers.get("host", "")).lower() not in LOCAL_HOSTS:
+                return text(403, "Invalid Host header")
+            return await self.own(request, path[len(DYNWF_PREFIX) :])
         return await self.forward(request)
+
+    async def own(self, request: HttpRequest, sub: str) -> HttpResponse:
+        """dynwf's own routes (see the module docstring)."""
+        segments = [unquote(s) for s in sub.strip("/").split("/")] if sub.strip("/") else []
+        if len(segments) != 2 or segments[0] != "schedules" or self.trigger is None:
+            return text(404, "404 Not Found")
+        if request.method != "POST":
+            return text(405, "405 Method Not Allowed: POST to fire the schedule", allow="POST")
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            body = None
+        cron = body.get("cron") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(cron, str | None):
+            return _json(400, {"error": 'the body is optional JSON {"cron": "<expression>"}'})
+        try:
+            st = await self.trigger(segments[1], cron)
+        except WorkflowNotFoundError as exc:
+            return _json(404, {"error": str(exc)})
+        except ValidationError as exc:
+            return _json(400, {"error": str(exc)})
+        assert st.schedule is not None
+        return _json(
+            201,
+            {
+                "id": st.id,
+                "workflow": st.workflow,
+                "cron": st.schedule["cron"],
+                "scheduledTime": st.schedule["scheduledTime"],
+                "status": st.status.value,
+            },
+        )
 
     async def api(self, request: HttpRequest, sub: str) -> HttpResponse:
         if _hostname(request.headers.get("host", "")).lower() not in LOCAL_HOSTS:
@@ -150,10 +199,22 @@ class _Server:
         return HttpResponse(resp.body, status_code=resp.status, headers=kept)
 
 
-def create_app(engine: Engine, *, fetch: Fetch | None = None) -> Starlette:
+def _json(status: int, payload: object) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(payload).encode(),
+        status_code=status,
+        headers={"content-type": "application/json"},
+    )
+
+
+def create_app(
+    engine: Engine, *, fetch: Fetch | None = None, trigger: Trigger | None = None
+) -> Starlette:
     """The dev server app: the explorer API over ``engine``, everything else to ``fetch``.
 
     ``fetch`` is ``async def fetch(request: dynwf.workers.Request) -> dynwf.workers.Response``;
-    without one, other paths answer 404. The app must run on the engine's event loop.
+    without one, other paths answer 404. ``trigger`` fires a schedule for
+    ``POST /cdn-cgi/dynwf/schedules/<workflow>`` (404 without one). The app must run
+    on the engine's event loop.
     """
-    return Starlette(routes=[Route("/{path:path}", _Server(engine, fetch))])
+    return Starlette(routes=[Route("/{path:path}", _Server(engine, fetch, trigger))])

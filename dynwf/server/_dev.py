@@ -24,7 +24,8 @@ async def serve_project(
     """Start the project, serve it until SIGINT/SIGTERM, then stop with nothing lost.
 
     The port is checked before the engine starts, so a port in use changes nothing.
-    Unfinished instances in the journal resume as soon as the engine starts. If a
+    Unfinished instances in the journal resume as soon as the engine starts, and the
+    workflows' cron schedules fire while it serves (``project.scheduler``). If a
     journal commit fails, the engine stops (fail-stop), the server shuts down and the
     engine's ``JournalCommitError`` is raised once everything is closed.
     """
@@ -48,10 +49,11 @@ async def serve_project(
 
     project.engine.listeners.append(on_fatal)
     watcher: asyncio.Task[Any] | None = None
+    scheduler = asyncio.create_task(project.scheduler.run())
     try:
         if reload:
             watcher = asyncio.create_task(watch(project, on_reload, stop=stop))
-        app = create_app(project.engine, fetch=project.fetch)
+        app = create_app(project.engine, fetch=project.fetch, trigger=project.scheduler.fire)
         await serve(
             app,
             host=host,
@@ -62,6 +64,9 @@ async def serve_project(
         )
     finally:
         stop.set()
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await scheduler
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

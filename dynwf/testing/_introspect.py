@@ -10,6 +10,11 @@ dynwf adds ``crash_at`` (the engine 'dies' at a step point and recovers from the
 ``evict_at`` (the tenant's loaded code is dropped after a step),
 ``hibernate_every_step`` (every pass ends after each step and replays from the top) and
 ``inst.divergences`` (replay divergences: assert there are none).
+
+Steps are selected as ``{"name": str, "index": int}``; the index counts calls of that
+name from 1 and defaults to 1, as in Cloudflare's ``StepSelector``. A plain name is
+accepted as ``{"name": name}``. ``dispose()`` (or ``async with``) ends the test's hold
+on an instance or a workflow, as ``dispose()`` / ``await using`` does in vitest.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from dynwf.engine import Engine, Faults, InstanceState, StepState, WorkflowBinding
-from dynwf.engine._modify import Modifiers
+from dynwf.engine._modify import Modifiers, StepRef
 from dynwf.engine._states import FINISHED
 from dynwf.errors import DynwfError, ValidationError
 
@@ -42,12 +47,21 @@ def _engine_of(binding: Any) -> tuple[Engine, str, str]:
     return inner.engine, inner.workflow, inner.scope
 
 
-def _step_name(selector: Any) -> str:
+def _step_ref(selector: Any) -> StepRef:
+    """``(name, index)`` of a step selector: ``{"name", "index"?}`` or a plain name."""
     if isinstance(selector, str):
-        return selector
+        return (selector, 1)
     if isinstance(selector, dict) and isinstance(selector.get("name"), str):
-        return str(selector["name"])
-    raise ValidationError(f"a step is selected as {{'name': str}}, got {selector!r}")
+        index = selector.get("index", 1)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+            raise ValidationError(
+                f"step selector {selector!r}: 'index' counts calls of the step name from 1 "
+                f"(the 2nd call of {selector['name']!r} is index 2), got {index!r}"
+            )
+        return (str(selector["name"]), index)
+    raise ValidationError(
+        f"a step is selected as {{'name': str, 'index'?: int}} or a step name, got {selector!r}"
+    )
 
 
 def _error_dict(error: Any) -> dict[str, str]:
@@ -59,40 +73,42 @@ def _error_dict(error: Any) -> dict[str, str]:
 
 
 class Modifier:
-    """What ``modify()`` hands your callback; every method selects steps by name."""
+    """What ``modify()`` hands your callback; every method selects steps by name and index."""
 
     def __init__(self, mods: Modifiers, rules: _Rules) -> None:
         self._mods, self._rules = mods, rules
 
     def disable_sleeps(self, steps: list[Any] | None = None) -> None:
-        self._mods.disable_sleeps(None if steps is None else [_step_name(s) for s in steps])
+        self._mods.disable_sleeps(None if steps is None else [_step_ref(s) for s in steps])
 
     def disable_retry_delays(self, steps: list[Any] | None = None) -> None:
-        self._mods.disable_retry_delays(None if steps is None else [_step_name(s) for s in steps])
+        self._mods.disable_retry_delays(None if steps is None else [_step_ref(s) for s in steps])
 
     def mock_step_result(self, step: Any, value: Any) -> None:
-        self._mods.mock_step_result(_step_name(step), value)
+        self._mods.mock_step_result(_step_ref(step), value)
 
     def mock_step_error(self, step: Any, error: Any, times: int | None = None) -> None:
-        self._mods.mock_step_error(_step_name(step), _error_dict(error), times)
+        self._mods.mock_step_error(_step_ref(step), _error_dict(error), times)
 
     def force_step_timeout(self, step: Any, times: int | None = None) -> None:
-        self._mods.force_step_timeout(_step_name(step), times)
+        self._mods.force_step_timeout(_step_ref(step), times)
 
     def mock_event(self, event: dict[str, Any]) -> None:
         self._mods.mock_event(event["type"], event.get("payload"))
 
     def force_event_timeout(self, step: Any) -> None:
-        self._mods.force_event_timeout(_step_name(step))
+        self._mods.force_event_timeout(_step_ref(step))
 
-    # dynwf's own
-    def crash_at(self, step: Any, when: When = "after", count: int = 1) -> None:
+    # dynwf's own; the step's index is the selector's unless ``count`` is given
+    def crash_at(self, step: Any, when: When = "after", count: int | None = None) -> None:
         if when not in ("before", "after", "during"):
             raise ValidationError(f"crash_at when={when!r}: use 'before', 'after' or 'during'")
-        self._rules.crashes.append([_step_name(step), count, when])
+        name, index = _step_ref(step)
+        self._rules.crashes.append([name, index if count is None else count, when])
 
-    def evict_at(self, step: Any, count: int = 1) -> None:
-        self._rules.evictions.append([_step_name(step), count])
+    def evict_at(self, step: Any, count: int | None = None) -> None:
+        name, index = _step_ref(step)
+        self._rules.evictions.append([name, index if count is None else count])
 
     def hibernate_every_step(self) -> None:
         self._rules.hibernate = True
@@ -165,20 +181,66 @@ class _Introspector:
     def __init__(self, engine: Engine, workflow: str, mods: Modifiers, rules: _Rules) -> None:
         self._engine, self._workflow = engine, workflow
         self._mods, self._rules = mods, rules
+        self._disposed = False
 
-    async def modify(self, fn: Callable[[Modifier], Any]) -> None:
-        """Call ``fn(m)`` (sync or async) to set mocks and switches before the run."""
+    async def _apply(self, fn: Callable[[Modifier], Any]) -> None:
+        if self._disposed:
+            raise ValidationError(
+                f"this introspector of workflow {self._workflow!r} was disposed: "
+                "introspect the workflow or instance again to modify it"
+            )
         result = fn(Modifier(self._mods, self._rules))
         if inspect.isawaitable(result):
             await result
 
+    def _release(self, rules_too: bool = True) -> None:
+        """Drop the modifications (and the test rules): what runs from now on runs as written."""
+        self._mods.clear()
+        if rules_too:
+            faults = _install(self._engine)
+            faults.rules = [(m, r) for m, r in faults.rules if r is not self._rules]
+
 
 class InstanceIntrospector(_Introspector):
     def __init__(
-        self, engine: Engine, workflow: str, scope: str, id: str, mods: Modifiers, rules: _Rules
+        self,
+        engine: Engine,
+        workflow: str,
+        scope: str,
+        id: str,
+        mods: Modifiers,
+        rules: _Rules,
+        *,
+        owns_rules: bool = True,
     ) -> None:
         super().__init__(engine, workflow, mods, rules)
         self._scope, self.id = scope, id
+        self._owns_rules = owns_rules  # False: the workflow introspector's, shared
+
+    async def modify(self, fn: Callable[[Modifier], Any]) -> InstanceIntrospector:
+        """Call ``fn(m)`` (sync or async) to set mocks and switches before the run."""
+        await self._apply(fn)
+        return self
+
+    async def dispose(self) -> None:
+        """Stop the instance if it still runs, and drop its modifications (idempotent).
+
+        Cloudflare's local engine aborts the instance's Durable Object ("Instance
+        dispose"); dynwf terminates it through the engine, so its status says so.
+        """
+        if self._disposed:
+            return
+        self._disposed = True
+        self._release(rules_too=self._owns_rules)
+        st = self._state()
+        if st is not None and st.status not in FINISHED:
+            await self._engine.terminate(st)
+
+    async def __aenter__(self) -> InstanceIntrospector:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.dispose()
 
     def _state(self) -> InstanceState | None:
         try:
@@ -203,8 +265,7 @@ class InstanceIntrospector(_Introspector):
 
     async def wait_for_step_result(self, step: Any, timeout: float = 60.0) -> Any:
         """The result of step ``{"name", "index"?}`` once it is journaled (raises its error)."""
-        name = _step_name(step)
-        index = step.get("index", 1) if isinstance(step, dict) else 1
+        name, index = _step_ref(step)
 
         def check() -> Any:
             st = self._state()
@@ -215,7 +276,7 @@ class InstanceIntrospector(_Introspector):
                     return [s]
             return None
 
-        (s,) = await self._until(check, f"step {name!r} #{index} finishing", timeout)
+        (s,) = await self._until(check, f"step {name!r} (index {index}) finishing", timeout)
         if s.error is not None:
             from dynwf.engine._step import error_from_dict
 
@@ -263,7 +324,7 @@ class InstanceIntrospector(_Introspector):
 
 
 class WorkflowIntrospector(_Introspector):
-    """Applies modifications to every instance of the workflow created from now on."""
+    """Modifies every instance of the workflow created from now on, each on its own."""
 
     def __init__(
         self, engine: Engine, workflow: str, scope: str, mods: Modifiers, rules: _Rules
@@ -272,7 +333,13 @@ class WorkflowIntrospector(_Introspector):
         self._scope = scope
         self._since = engine.clock.now_ms()
 
-    def get_instances(self) -> list[InstanceIntrospector]:
+    async def modify_all(self, fn: Callable[[Modifier], Any]) -> None:
+        """Call ``fn(m)`` (sync or async); what it sets applies to each instance created
+        afterwards, with its own ``times`` counters and mocked events."""
+        await self._apply(fn)
+
+    def get(self) -> list[InstanceIntrospector]:
+        """An introspector for each instance of the workflow created since this one."""
         out = []
         for st in self._engine.all_states():
             if (
@@ -282,12 +349,39 @@ class WorkflowIntrospector(_Introspector):
             ):
                 out.append(
                     InstanceIntrospector(
-                        self._engine, self._workflow, self._scope, st.id, self._mods, self._rules
+                        self._engine,
+                        self._workflow,
+                        self._scope,
+                        st.id,
+                        self._mods.for_instance(st.uid),
+                        self._rules,
+                        owns_rules=False,
                     )
                 )
         return out
 
-    getInstances = get_instances
+    async def dispose(self) -> None:
+        """Dispose every instance introspector (see ``InstanceIntrospector.dispose``) and
+        stop modifying new instances (idempotent)."""
+        if self._disposed:
+            return
+        instances = self.get()
+        self._disposed = True
+        for inst in instances:
+            await inst.dispose()
+        self._release()
+
+    async def __aenter__(self) -> WorkflowIntrospector:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.dispose()
+
+    modifyAll = modify_all
+    # dynwf's earlier names, kept for existing tests
+    modify = modify_all
+    get_instances = get
+    getInstances = get
 
 
 def _evictor(binding: Any) -> Callable[[InstanceState], Any] | None:

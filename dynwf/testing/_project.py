@@ -9,7 +9,7 @@ from typing import Any, Literal
 from dynwf.config import CONFIG_FILE_NAMES
 from dynwf.dispatch import TenantWorkflowBinding
 from dynwf.dispatch._api import tenant_binding
-from dynwf.engine import Engine
+from dynwf.engine import Engine, Instance
 from dynwf.errors import DynwfError
 from dynwf.project import Project
 from dynwf.workers import Request, Response
@@ -71,6 +71,12 @@ class ProjectHarness:
 
         wrapped._dynwf_evict = evict  # type: ignore[attr-defined]
         return wrapped
+
+    async def trigger_schedule(self, workflow: str, cron: str | None = None) -> Instance:
+        """Fire ``workflow``'s cron schedule ``cron`` (default: its first) now, as ``dynwf
+        dev`` would at its minute: ``event["schedule"]`` is ``{"cron", "scheduledTime"}``."""
+        st = await self.project.scheduler.fire(workflow, cron)
+        return Instance(self.engine, st)
 
     async def fetch(
         self,
