@@ -29,6 +29,7 @@ from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
 from dynwf.workers._errors import error_as_on_cloudflare
 from dynwf.workers._event import TenantEvent
+from dynwf.workers._fetch import set_channel
 
 # How long an isolate spins for the engine's answer to a do_begin (the commit of the
 # attempt fact: about 0.5 ms here, 1 ms with fsync) while the engine says it may.
@@ -323,9 +324,18 @@ def _boot() -> _Boot:
 
 async def main(boot: _Boot) -> None:
     worker = Worker(boot.root, boot.policy)
-    worker.conn = await Connection.open(boot.sock, worker.handle)
-    worker.conn.doorbell = boot.doorbell
-    await worker.conn.closed
+    conn = worker.conn = await Connection.open(boot.sock, worker.handle)
+    conn.doorbell = boot.doorbell
+
+    async def outbound(data: dict[str, Any]) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = await conn.request({"op": "outbound", "request": data})
+        except RemoteError as exc:
+            return {"error": exc.error}
+        return answer
+
+    set_channel(outbound)  # the tenant's fetch goes to the engine, its only way out
+    await conn.closed
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

@@ -27,6 +27,7 @@ from dynwf.compat._jsobject import JsMap, JsObject
 from dynwf.compat.pyodide_ffi import JsDoubleProxy
 from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main, deprecated
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
+from dynwf.dispatch._outbound import INTERNET, Gateway, outbound_of
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
 from dynwf.engine import Step, WorkflowBinding
@@ -87,7 +88,9 @@ def _check_code(id: str, code: Any) -> dict[str, Any]:
         raise ValidationError(
             f"get_code() for worker {id!r}: mainModule {code['mainModule']!r} is not in modules"
         )
-    return {**code, "modules": {n: _module(id, n, m) for n, m in modules.items()}}
+    checked = {**code, "modules": {n: _module(id, n, m) for n, m in modules.items()}}
+    checked["globalOutbound"] = outbound_of(id, checked)  # stays in the engine
+    return checked
 
 
 _MODULE_KINDS = ("py", "text", "json", "data")
@@ -132,6 +135,7 @@ class WorkerLoader:
         self.limits = limits or IsolateLimits()
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
+        self._gateway = Gateway(lambda: self.platform)  # the workers' outbound fetch calls
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
         self._background: set[asyncio.Task[None]] = set()
@@ -241,6 +245,7 @@ class WorkerLoader:
     async def close(self) -> None:
         await self.evict_all()
         await self._pool.close()
+        await self._gateway.close()
 
     def replace_if_blocked(self, iso: Isolate, id: str, key: str) -> None:
         """The engine ended an attempt of ``key`` in ``iso`` at its timeout: if the isolate
@@ -404,8 +409,9 @@ class WorkerStub:
         iso.worker, iso.bindings = self.id, frozenset(self._bindings)
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
+            sent = {k: v for k, v in code.items() if k != "globalOutbound"}
             await iso.conn.request(
-                {"op": "load", "code": {**code, "env": plain}, "bindings": sorted(self._bindings)}
+                {"op": "load", "code": {**sent, "env": plain}, "bindings": sorted(self._bindings)}
             )
         except (RemoteError, ConnectionLost) as exc:
             self._isolate = None
@@ -439,6 +445,9 @@ class WorkerStub:
             return await self._host_call(msg)
         if msg["op"] == "binding":
             return await self._binding_call(msg)
+        if msg["op"] == "outbound":
+            outbound = (self._code or {}).get("globalOutbound", INTERNET)
+            return await self.loader._gateway.send(self.id, outbound, msg["request"])
         raise ValueError(f"unknown request {msg['op']!r} from worker {self.id!r}")
 
     def _serve_now(self, msg: dict[str, Any]) -> bool:

@@ -219,9 +219,7 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
         try:
             _seccomp.install(pid)
         except OSError as exc:
-            missing.append(
-                Missing("process, socket and signal limits", f"seccomp: {exc.strerror}")
-            )
+            missing.append(Missing("process, socket and signal limits", f"seccomp: {exc.strerror}"))
     _state.hook = _hook.Hook(pid, read, write)
     _hook.install(_state.hook)
     return _refuse(policy, missing)

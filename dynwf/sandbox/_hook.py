@@ -69,7 +69,7 @@ class Hook:
             )
 
     def _open(self, args: tuple[Any, ...]) -> None:
-        path, mode, flags = (tuple(args) + (None, None, None))[:3]
+        path, mode, flags = (*args, None, None, None)[:3]
         if not isinstance(path, (str, bytes)):
             return  # an open file descriptor
         text = os.path.abspath(os.fsdecode(path))

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 from dynwf.errors import ValidationError
 
@@ -41,7 +41,7 @@ def _mode(value: str, where: str) -> Mode:
         raise ValidationError(
             f"{where}={value!r} is not a sandbox mode: use one of {', '.join(MODES)}"
         )
-    return cast(Mode, v)
+    return v
 
 
 def _folders(paths: Iterable[str], where: str) -> tuple[str, ...]:

@@ -18,7 +18,6 @@ from dynwf.sandbox._apply import Missing, confine_isolate, confine_shared, isola
 from dynwf.sandbox._policy import Policy
 from dynwf.sandbox._sys import libc
 
-
 _RUN = "import sys; from dynwf.sandbox._probe import main; main(sys.argv[1])"
 
 
@@ -56,4 +55,3 @@ def main(root: str) -> None:
             os.waitpid(child, 0)
             missing.append(Missing("process limits", "fork still works under seccomp"))
     print(json.dumps([[m.protection, m.reason] for m in missing]))
-

@@ -32,7 +32,8 @@ def startup_notice(policy: Policy, missing: tuple[Missing, ...] | None = None) -
         )
     if policy.allow:
         parts.append(
-            "sandbox: tenants may read and write " + ", ".join(policy.allow)
+            "sandbox: tenants may read and write "
+            + ", ".join(policy.allow)
             + " (DYNWF_SANDBOX_ALLOW, a testing aid with no Cloudflare equivalent)"
         )
     return "\n".join(parts) or None
