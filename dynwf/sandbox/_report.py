@@ -8,8 +8,7 @@ from dynwf.sandbox._probe import probe
 
 
 def startup_notice(policy: Policy, missing: tuple[Missing, ...] | None = None) -> str | None:
-    """The line to show at start, or None when the whole sandbox is on and nothing is
-    opened. Raises ``SandboxUnavailableError`` under ``require`` when a protection is
+    """The line to show at start, or None when the whole sandbox is on. Raises ``SandboxUnavailableError`` under ``require`` when a protection is
     missing. ``missing`` defaults to this machine's ``probe()``."""
     if not policy.on:
         return (
@@ -24,16 +23,9 @@ def startup_notice(policy: Policy, missing: tuple[Missing, ...] | None = None) -
             + ". Use a Linux kernel with user namespaces, Landlock (5.13+) and seccomp, "
             "or --sandbox=auto to run without them"
         )
-    parts = []
-    if lacking:
-        parts.append(
-            "sandbox: these protections are off on this machine, so tenant code can do "
-            "there what a Cloudflare Worker cannot: " + "; ".join(map(str, lacking))
-        )
-    if policy.allow:
-        parts.append(
-            "sandbox: tenants may read and write "
-            + ", ".join(policy.allow)
-            + " (DYNWF_SANDBOX_ALLOW, a testing aid with no Cloudflare equivalent)"
-        )
-    return "\n".join(parts) or None
+    if not lacking:
+        return None  # (DYNWF_SANDBOX_ALLOW is a hole the user made: no need to say it)
+    return (
+        "sandbox: these protections are off on this machine, so tenant code can do there "
+        "what a Cloudflare Worker cannot: " + "; ".join(map(str, lacking))
+    )
