@@ -7,6 +7,7 @@ Each function returns the protections it could not apply (``Missing`` rows); und
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import signal
@@ -152,10 +153,20 @@ def confine_shared(policy: Policy) -> list[Missing]:
     if _seccomp.supported():
         with contextlib.suppress(OSError):  # the isolate's own filter reports seccomp
             _seccomp.install(None)
+    _warm(policy)
     return _refuse(policy, missing)
 
 
-def runtime_paths() -> list[str]:
+def _warm(policy: Policy) -> None:
+    """Work every isolate would repeat, done once here (a template's children inherit it)."""
+    _hook.resolve_all(runtime_paths())
+    if _landlock.abi():
+        _landlock.prepare([*runtime_paths(), *policy.allow, "/dev/null"])
+    _seccomp.prepare()
+
+
+@functools.cache
+def runtime_paths() -> tuple[str, ...]:
     """What a tenant may read besides its modules: the Python installation dynwf runs on,
     dynwf itself, shared libraries. Never the working directory (the project)."""
     paths = {
@@ -167,7 +178,11 @@ def runtime_paths() -> list[str]:
     paths.add(os.path.join(sys.base_prefix, "lib"))
     paths.add(os.path.join(sys.base_exec_prefix, "lib"))
     paths.update(_SYSTEM_READ)
-    return sorted(paths)
+    # One Landlock rule per folder that is not inside another (each rule is a system call
+    # in every isolate's start): /lib is /usr/lib on a merged-/usr system, stdlib lies in
+    # <prefix>/lib, site-packages in the venv's lib folder.
+    real = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
+    return tuple(p for p in real if not any(p.startswith(q + "/") for q in real if q != p))
 
 
 def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
@@ -184,7 +199,7 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
     ``sys.path``.
 
     Assumes: ``confine_shared`` already ran in this process or the template it was forked
-    from (for ``no_new_privs``), and every file descriptor the isolate needs (its
+    from (for ``no_new_privs``, and it prepares what this call reuses), and every file descriptor the isolate needs (its
     protocol socket, its doorbell) is already open: nothing can be opened outside the
     view afterwards. Runs in the isolate's own process (the seccomp filter allows
     signals to this pid only), before any tenant code is imported. Cheap: a few dozen
@@ -196,8 +211,8 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
         return _refuse(policy, [Missing("all protections", f"{sys.platform} is not Linux")])
     missing: list[Missing] = []
     pid = os.getpid()
-    root = str(Path(modules).resolve())
-    read = runtime_paths()
+    root = os.path.abspath(modules)
+    read = list(runtime_paths())
     write = [root, *policy.allow, "/dev/null"]
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != cwd]

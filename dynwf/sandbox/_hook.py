@@ -9,6 +9,7 @@ removed once added, so it is added only in an isolate's own process.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -23,14 +24,24 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 PREFIX = "dynwf sandbox"
 
 
+@functools.cache
+def _resolved(path: str) -> tuple[str, str]:
+    return os.path.abspath(path), os.path.realpath(path)
+
+
+def resolve_all(paths: Iterable[str]) -> None:
+    """Resolve ``paths`` now (cached), so that each isolate need not."""
+    for p in paths:
+        _resolved(p)
+
+
 class _Paths:
     """Folders, as given and resolved, and whether a path lies beneath one."""
 
     def __init__(self, paths: Iterable[str]) -> None:
         roots: set[str] = set()
         for p in paths:
-            roots.add(os.path.abspath(p))
-            roots.add(os.path.realpath(p))
+            roots.update(_resolved(p))
         self.roots = tuple(sorted(roots))
 
     def holds(self, path: str) -> bool:

@@ -9,6 +9,7 @@ for a root process too. Syscall numbers 444-446 are the same on every architectu
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import struct
 from collections.abc import Iterable
@@ -47,6 +48,7 @@ _WRITES_V1 = (
 )  # fmt: skip
 
 
+@functools.cache
 def abi() -> int:
     """The kernel's Landlock ABI version, 0 when it has none (or it is disabled)."""
     try:
@@ -84,7 +86,8 @@ def restrict(
     can say so. With ``reads_too=False`` the ruleset governs writes only (a later layer
     that takes write access away and leaves reads as the earlier layer set them).
 
-    Paths that do not exist are skipped. Raises OSError when the kernel refuses.
+    Paths that do not exist are skipped; those given to ``prepare`` cost no lookup.
+    Raises OSError when the kernel refuses.
     """
     handled = _handled(version) if reads_too else _writes(version)
     fields = [handled]
@@ -101,22 +104,52 @@ def restrict(
         syscall(_RESTRICT_SELF, ruleset, 0)
     finally:
         os.close(ruleset)
+        forget()
+
+
+# path -> (an O_PATH descriptor, whether it is a folder), opened once by ``prepare``.
+_opened: dict[str, tuple[int, bool]] = {}
+
+
+def prepare(paths: Iterable[str]) -> None:
+    """Open ``paths`` now, so that the ``restrict`` of each isolate forked from this
+    process finds them open (an O_PATH descriptor grants nothing by itself)."""
+    for path in paths:
+        if path not in _opened:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            _opened[path] = (fd, os.path.isdir(path))
+
+
+def forget() -> None:
+    """Close what ``prepare`` opened (in an isolate: its template keeps its own)."""
+    for fd, _ in _opened.values():
+        os.close(fd)
+    _opened.clear()
 
 
 def _add(ruleset: int, path: str, access: int) -> None:
+    ready = _opened.get(path)
+    if ready is not None:
+        fd, is_dir = ready
+        _add_fd(ruleset, fd, access if is_dir else access & _FILE_ONLY)
+        return
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         return  # not there: nothing to grant
     try:
-        if not os.path.isdir(path):
-            access &= _FILE_ONLY
-        if not access:
-            return
-        rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd))
-        syscall(_ADD_RULE, ruleset, _PATH_BENEATH, ctypes.addressof(rule), 0)
+        _add_fd(ruleset, fd, access if os.path.isdir(path) else access & _FILE_ONLY)
     finally:
         os.close(fd)
 
 
-__all__ = ["READ", "abi", "restrict"]
+def _add_fd(ruleset: int, fd: int, access: int) -> None:
+    if access:
+        rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd))
+        syscall(_ADD_RULE, ruleset, _PATH_BENEATH, ctypes.addressof(rule), 0)
+
+
+__all__ = ["READ", "abi", "forget", "prepare", "restrict"]

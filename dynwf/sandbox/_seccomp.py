@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import functools
+import os
 import struct
 from collections.abc import Callable
 
@@ -70,18 +71,25 @@ _TABLES: dict[str, tuple[int, dict[str, int]]] = {
     ),
 }  # fmt: skip
 _SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+_MACHINE = os.uname().machine
 
 
 def supported() -> bool:
     """Whether dynwf has a syscall table for this machine."""
-    return platform.machine() in _TABLES
+    return _MACHINE in _TABLES
 
 
-def _program(pid: int | None) -> list[tuple[int, int, int, int]]:
-    """The filter as (code, jt, jf, k) rows, jumps resolved from labels; with ``pid``
-    None, the shared filter: only ``io_uring_setup`` fails (ENOSYS: no ring, so libuv
-    polls with epoll), before the event loop is made."""
-    arch, nr = _TABLES[platform.machine()]
+_PID = 0xFFFF_FFFF  # where the isolate's pid goes in a cached program
+
+
+@functools.cache
+def _program(shared: bool) -> tuple[tuple[int, int, int, int], ...]:
+    """The filter as (code, jt, jf, k) rows, jumps resolved from labels, ``_PID`` for the
+    isolate's pid; ``shared``: the filter under which only ``io_uring_setup`` fails
+    (ENOSYS: no ring, so libuv polls with epoll), before the event loop is made. Cached,
+    so a template that built it once forks isolates that only fill in their pid."""
+    pid = None if shared else _PID
+    arch, nr = _TABLES[_MACHINE]
     rows: list[tuple[int, str | int, str | int, int]] = []
     labels: dict[str, int] = {}
 
@@ -97,7 +105,7 @@ def _program(pid: int | None) -> list[tuple[int, int, int, int]]:
     jump(_JEQ, nr["io_uring_setup"], "enosys")
     if pid is None:
         rows.append((_RET, 0, 0, _ALLOW))
-    if platform.machine() == "x86_64" and pid is not None:
+    if _MACHINE == "x86_64" and pid is not None:
         jump(_JGE, _X32_BIT, "deny")  # the x32 ABI's numbers would pass the checks below
     if pid is not None:
         _isolate_rows(nr, jump)
@@ -107,7 +115,7 @@ def _program(pid: int | None) -> list[tuple[int, int, int, int]]:
     jump(_JSET, _CLONE_THREAD, "allow", "deny")
     at("signal")
     rows.append((_LD_W_ABS, 0, 0, 16))  # target pid, low word
-    jump(_JEQ, pid or 0, 0, "deny")
+    jump(_JEQ, _PID, 0, "deny")
     rows.append((_LD_W_ABS, 0, 0, 20))  # high word: 0 for a positive pid
     jump(_JEQ, 0, "allow", "deny")
     at("allow")
@@ -124,7 +132,7 @@ def _program(pid: int | None) -> list[tuple[int, int, int, int]]:
         t = labels[jt] - i - 1 if isinstance(jt, str) else jt
         f = labels[jf] - i - 1 if isinstance(jf, str) else jf
         out.append((code, t, f, k))
-    return out
+    return tuple(out)
 
 
 def _isolate_rows(nr: dict[str, int], jump: Callable[..., None]) -> None:
@@ -137,11 +145,27 @@ def _isolate_rows(nr: dict[str, int], jump: Callable[..., None]) -> None:
         jump(_JEQ, nr[name], "signal")
 
 
+@functools.cache
+def _packed(shared: bool) -> tuple[bytes, tuple[int, ...]]:
+    """The program as the kernel reads it, and the byte offsets of its pid fields."""
+    rows = _program(shared)
+    spots = tuple(8 * i + 4 for i, row in enumerate(rows) if row[3] == _PID)
+    return b"".join(struct.pack("=HBBI", *r) for r in rows), spots
+
+
 def install(pid: int | None) -> None:
     """Load the filter into every thread of this process (needs ``no_new_privs``): the
     isolate's, for process ``pid``, or with None the shared one (``_program``)."""
-    rows = _program(pid)
-    filt = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *r) for r in rows))
-    prog = ctypes.create_string_buffer(struct.pack("@HP", len(rows), ctypes.addressof(filt)))
-    number = _TABLES[platform.machine()][1]["seccomp"]
-    syscall(number, _SET_MODE_FILTER, _FLAG_TSYNC, ctypes.addressof(prog))
+    code, spots = _packed(pid is None)
+    filt = ctypes.create_string_buffer(code, len(code))
+    for at in spots:
+        struct.pack_into("=I", filt, at, pid or 0)
+    prog = ctypes.create_string_buffer(struct.pack("@HP", len(code) // 8, ctypes.addressof(filt)))
+    syscall(_TABLES[_MACHINE][1]["seccomp"], _SET_MODE_FILTER, _FLAG_TSYNC, ctypes.addressof(prog))
+
+
+def prepare() -> None:
+    """Build both programs now (cached), so that each isolate only fills in its pid."""
+    if supported():
+        _packed(True)
+        _packed(False)
