@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -292,3 +293,38 @@ def test_startup_notice_names_what_is_missing_and_require_refuses() -> None:
     with pytest.raises(sandbox.SandboxUnavailableError, match="filesystem view"):
         sandbox.startup_notice(sandbox.Policy("require"), missing)
     assert sandbox.startup_notice(sandbox.Policy("auto"), ()) is None
+
+
+def test_protocol_allows_an_outbound_request_and_nothing_shaped_otherwise() -> None:
+    from dynwf.dispatch._protocol import check
+
+    request = {"url": "https://example.com/", "method": "GET", "headers": {}, "body": ""}
+    assert check({"op": "outbound", "id": 1, "request": request}, ()) is None
+    assert "one way" in str(check({"op": "outbound", "request": request}, ()))
+    bad_headers = {**request, "headers": {"x": 1}}
+    assert "headers" in str(check({"op": "outbound", "id": 2, "request": bad_headers}, ()))
+    extra = {**request, "proxy": "http://evil"}
+    assert check({"op": "outbound", "id": 3, "request": extra}, ()) is not None
+
+
+def test_pytest_plugin_says_once_that_the_sandbox_is_off(tmp_path: Path) -> None:
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DYNWF_SANDBOX": "off"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("dynwf sandbox off (DYNWF_SANDBOX=off)") == 1, done.stdout
+
+
+def test_bad_sandbox_flag_is_a_usage_error(project_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dynwf", "run", "--tenant", "neighbour", "--sandbox", "maybe"],
+        cwd=project_dir, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--sandbox='maybe' is not a sandbox mode: use one of require, auto, off" in done.stderr
