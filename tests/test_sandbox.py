@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dynwf import sandbox
@@ -328,3 +329,31 @@ def test_bad_sandbox_flag_is_a_usage_error(project_dir: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--sandbox='maybe' is not a sandbox mode: use one of require, auto, off" in done.stderr
+
+
+def test_dev_server_is_unreachable_from_a_tenant_and_logs_each_fetch(
+    project_dir: Path, internet: str
+) -> None:
+    """Issue 12 item 3, through a real `dynwf dev`: a tenant's fetch (the engine sends it)
+    cannot reach the explorer API, by any loopback name; other fetches are logged."""
+    from tests.test_cli_dev import Dev
+
+    dev = Dev(project_dir, "--no-reload")
+    try:
+        port = dev.port
+        for target in (
+            f"http://127.0.0.1:{port}/cdn-cgi/explorer/api/workflows",
+            f"http://localhost:{port}/cdn-cgi/explorer/api/workflows",
+            f"http://[::1]:{port}/neighbour/",
+        ):
+            r = httpx.post(f"{dev.url}/open/", json={"url": target}, timeout=120)
+            answer = r.json()
+            assert answer["error"] == "OSError", answer
+            assert "is the dev server itself" in answer["message"], answer
+        r = httpx.post(f"{dev.url}/open/", json={"url": internet}, timeout=120)
+        assert r.json()["text"] == "hello from the internet, you said ping"
+        log = dev.output()
+        assert f"open fetch POST {internet} -> 200 (internet)" in log, log
+        assert "/cdn-cgi/explorer/api/workflows -> refused (internet)" in log, log
+    finally:
+        assert dev.stop() == 0

@@ -12,11 +12,13 @@ is refused when the code loads, with workerd's TypeError text. Each call is logg
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -46,6 +48,38 @@ class Outbound:
 
 
 INTERNET = Outbound("internet")
+# (host, port) of each dev server this process runs: its explorer API reads and changes
+# every tenant's instances, so a tenant's fetch never reaches it (nor would it on Cloudflare).
+_guarded: set[tuple[str, int]] = set()
+
+
+@contextlib.contextmanager
+def guarded(host: str, port: int) -> Iterator[None]:
+    """While open, outbound requests to ``host:port`` (or loopback on that port) fail."""
+    _guarded.add((host, port))
+    try:
+        yield
+    finally:
+        _guarded.discard((host, port))
+
+
+def _to_guarded(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    for g_host, g_port in _guarded:
+        if port != g_port:
+            continue
+        if host in (g_host.lower(), "localhost") or host.endswith(".localhost"):
+            return True
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(host)
+            if ip.is_loopback or ip.is_unspecified or g_host in ("0.0.0.0", "::"):
+                return True
+    return False
 
 
 def outbound_of(id: str, code: dict[str, Any]) -> Outbound:
@@ -85,6 +119,14 @@ class Gateway:
             answer: dict[str, Any] = {"error": {"name": "Error", "message": NO_INTERNET}}
         elif outbound.kind == "binding":
             answer = await self._to_binding(outbound.target, data)
+        elif _to_guarded(data["url"]):
+            answer = {
+                "error": {
+                    "name": "Error",
+                    "message": f"dynwf: {data['url']} is the dev server itself, whose explorer "
+                    "API reads and changes every tenant's instances: a Worker cannot reach it",
+                }
+            }
         else:
             if self._client is None:
                 self._client = httpx.AsyncClient(follow_redirects=True, timeout=TIMEOUT_S)

@@ -11,6 +11,7 @@ import functools
 import os
 import resource
 import signal
+import site
 import sys
 import sysconfig
 from collections.abc import Mapping
@@ -178,6 +179,8 @@ def runtime_paths() -> tuple[str, ...]:
     paths.add(os.path.join(sys.base_prefix, "lib"))
     paths.add(os.path.join(sys.base_exec_prefix, "lib"))
     paths.update(_SYSTEM_READ)
+    if site.ENABLE_USER_SITE:
+        paths.add(site.getusersitepackages())
     # One Landlock rule per folder that is not inside another (each rule is a system call
     # in every isolate's start): /lib is /usr/lib on a merged-/usr system, stdlib lies in
     # <prefix>/lib, site-packages in the venv's lib folder.
@@ -216,6 +219,7 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
     write = [root, *policy.allow, "/dev/null"]
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != cwd]
+    os.chdir(root)  # as on Cloudflare, where a Worker's modules are its working directory
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails, not kills
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)  # a lower cap given to us stays
     cap = MAX_FILE_BYTES if hard == resource.RLIM_INFINITY else min(hard, MAX_FILE_BYTES)
