@@ -39,7 +39,7 @@ ATTACKS = [
     "read_journal", "read_journal_raw", "write_neighbour_code", "write_dispatcher",
     "list_project", "signal_engine", "signal_engine_raw", "engine_environ", "engine_memory",
     "env_secret", "connect_engine", "socket_raw", "spawn", "fork", "fork_raw", "write_tmp",
-    "big_file",
+    "big_file", "write_dispatcher_raw", "engine_environ_raw", "network_namespace",
 ]  # fmt: skip
 # What each attack must meet: the sandbox's own message (Python-level calls) or the
 # kernel's refusal (calls made past Python, through ctypes).
@@ -61,6 +61,8 @@ EXPECTED: dict[str, tuple[str, str | int]] = {
     "fork_raw": ("PermissionError", 1),
     "write_tmp": ("PermissionError", SANDBOX + "a Worker cannot write"),
     "big_file": ("OSError", 27),  # EFBIG: past MAX_FILE_BYTES, even in an allowed folder
+    "write_dispatcher_raw": ("PermissionError", 13),
+    "engine_environ_raw": ("PermissionError", 13),
 }
 
 
@@ -108,6 +110,9 @@ def targets(p: Project, allowed: Path) -> dict[str, Any]:
 def check(results: dict[str, Any], where: str) -> None:
     assert set(results) == set(ATTACKS), where
     assert results["env_secret"] == {"ok": "None"}, f"{where}: the engine's secret leaked"
+    # its own network namespace: nothing to connect to even past the socket() refusal
+    engine_net = os.readlink("/proc/self/ns/net")
+    assert results["network_namespace"]["ok"] not in (repr(engine_net), None), results
     for name, (error, expected) in EXPECTED.items():
         got = results[name]
         assert got.get("error") == error, f"{where}: {name} got {got}"
