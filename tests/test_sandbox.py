@@ -362,3 +362,23 @@ def test_dev_server_is_unreachable_from_a_tenant_and_logs_each_fetch(
         assert "/cdn-cgi/explorer/api/workflows -> refused (internet)" in log, log
     finally:
         assert dev.stop() == 0
+
+
+async def test_inline_tenants_fetch_by_the_same_global_outbound(
+    project_dir: Path, allowed: Path, internet: str
+) -> None:
+    """--inline (tenant code in the engine, for debuggers) has no sandbox, but its
+    fetch still goes as the loader's globalOutbound says."""
+    p = Project.load(project_dir, clock=ManualClock(), isolation="inline")
+    await p.start()
+    try:
+        assert await _fetch_in_step(p, "closed", internet) == {
+            "error": "OSError",
+            "message": NO_INTERNET,
+        }
+        routed = await _fetch_in_step(p, "routed", internet)
+        assert json.loads(routed["text"])["via"] == "gateway"
+        response = await _harness(p).fetch("/closed/", method="POST", json={"url": internet})
+        assert json.loads(response.body)["message"] == NO_INTERNET
+    finally:
+        await p.stop()

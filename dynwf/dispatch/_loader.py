@@ -36,6 +36,7 @@ from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 from dynwf.workers._context import ExecutionContext
 from dynwf.workers._errors import error_as_on_cloudflare
+from dynwf.workers._fetch import Channel, fetch_route
 from dynwf.workers._http import JsRequest
 
 log = logging.getLogger("dynwf.dispatch")
@@ -439,6 +440,16 @@ class WorkerStub:
         if iso is not None:
             await iso.close()
 
+    def _outbound_channel(self) -> Channel:
+        """Where this worker's ``fetch`` calls go: the loader's gateway, as its
+        ``globalOutbound`` says (an inline worker's, as an isolate's over its socket)."""
+
+        async def send(data: dict[str, Any]) -> Any:
+            outbound = (self._code or {}).get("globalOutbound", INTERNET)
+            return await self.loader._gateway.send(self.id, outbound, data)
+
+        return send
+
     # -- requests from the isolate ----------------------------------------------------
     async def _serve(self, msg: dict[str, Any]) -> Any:
         if msg["op"] == "host":
@@ -446,8 +457,7 @@ class WorkerStub:
         if msg["op"] == "binding":
             return await self._binding_call(msg)
         if msg["op"] == "outbound":
-            outbound = (self._code or {}).get("globalOutbound", INTERNET)
-            return await self.loader._gateway.send(self.id, outbound, msg["request"])
+            return await self._outbound_channel()(msg["request"])
         raise ValueError(f"unknown request {msg['op']!r} from worker {self.id!r}")
 
     def _serve_now(self, msg: dict[str, Any]) -> bool:
@@ -575,9 +585,11 @@ class EntrypointStub:
             # The tenant's own step object, as in an isolate: errors as Cloudflare's SDK
             # rebuilds them.
             own = Step(step.host, rebuild=error_as_on_cloudflare)
+            route = fetch_route.set(w._outbound_channel())
             try:
                 return await cls(ExecutionContext(), env).run(event, own)
             finally:
+                fetch_route.reset(route)
                 own.close()
                 w._runs.pop(token, None)
         try:
@@ -644,9 +656,13 @@ class EntrypointStub:
             module = w.module()
             env = types.SimpleNamespace(**(w._code or {}).get("env", {}))
             cls = getattr(module, self.name or "Default", None)
-            if cls is not None:
-                return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]
-            return await module.on_fetch(request, env)  # type: ignore[no-any-return]
+            route = fetch_route.set(w._outbound_channel())
+            try:
+                if cls is not None:
+                    return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]
+                return await module.on_fetch(request, env)  # type: ignore[no-any-return]
+            finally:
+                fetch_route.reset(route)
         for _ in range(FETCH_LOAD_TRIES):
             try:
                 iso = await w.isolate()

@@ -1,8 +1,9 @@
 """``from workers import fetch``: outbound HTTP as a Worker makes it.
 
 In an isolate the request goes to the engine over the isolate's protocol socket (its
-only channel out), which applies the loader's ``globalOutbound``; in the engine's own
-process (the dispatcher, inline tenants) it goes out directly. A refused or failed
+only channel out), which applies the loader's ``globalOutbound``; an inline tenant's
+goes the same way without the socket (``fetch_route``); the dispatcher's goes out
+directly. A refused or failed
 request raises ``OSError`` with the runtime's message, as Pyodide's ``pyfetch`` turns the
 JS error of Cloudflare's ``fetch`` into one.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,8 +20,10 @@ from dynwf.workers._http import JsRequest, Request, Response
 
 # A request as data ({"url", "method", "headers", "body": hex}) -> the answer as data:
 # {"response": {"status", "headers", "body": hex}} or {"error": {"name", "message"}}.
-Channel = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Channel = Callable[[dict[str, Any]], Awaitable[Any]]
 _channel: Channel | None = None
+# A tenant run inline, in the engine's process: its loader's route, for its calls only.
+fetch_route: ContextVar[Channel | None] = ContextVar("fetch_route", default=None)
 
 
 def set_channel(channel: Channel | None) -> None:
@@ -73,8 +77,9 @@ async def fetch(resource: str | Request | JsRequest, **options: Any) -> Response
     data = request_data(
         resource, method=options.get("method"), headers=options.get("headers"), body=body
     )
-    if _channel is not None:
-        answer = await _channel(data)
+    channel = fetch_route.get() or _channel
+    if channel is not None:
+        answer = await channel(data)
     else:
         from dynwf.workers._internet import send
 
