@@ -87,6 +87,8 @@ def outbound_of(id: str, code: dict[str, Any]) -> Outbound:
     if "globalOutbound" not in code:
         return INTERNET
     value = code["globalOutbound"]
+    if isinstance(value, Outbound):
+        return value  # checked already (a stored code dict, as hot reload reuses it)
     if value is None or value is jsnull:
         return Outbound("blocked")
     from dynwf.dispatch._loader import EntrypointStub
