@@ -53,7 +53,9 @@ def make_project(into: Path) -> Path:
 
 
 def one_run(project: Path, work: Path, points: list[str]) -> dict[str, Any]:
-    log = work / "ran.log"
+    counters = work / "counters"  # the one folder the sandboxed tenant may write
+    counters.mkdir(exist_ok=True)
+    log = counters / "ran.log"
     log.unlink(missing_ok=True)
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
@@ -62,7 +64,8 @@ def one_run(project: Path, work: Path, points: list[str]) -> dict[str, Any]:
     args += ["--persist-to", str(state)]
     for p in points:
         args += ["--crash-at", p]
-    done = subprocess.run(args, cwd=project, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "DYNWF_SANDBOX_ALLOW": str(counters)}
+    done = subprocess.run(args, cwd=project, capture_output=True, text=True, timeout=300, env=env)
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:

@@ -80,3 +80,13 @@ def make_harness(tmp_path: Path) -> Callable[..., Harness]:
 
 
 __all__ = ["Harness", "TimeControl"]
+
+
+@pytest.fixture
+def counter_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder tenants may write their execution counters to: the sandbox's one testing
+    hole (DYNWF_SANDBOX_ALLOW), set for this test and the processes it starts."""
+    folder = tmp_path / "counters"
+    folder.mkdir()
+    monkeypatch.setenv("DYNWF_SANDBOX_ALLOW", str(folder))
+    return folder

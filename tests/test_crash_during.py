@@ -53,9 +53,9 @@ def run_json(project: Path, *args: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_run_crash_during_kills_after_the_callback_began(
-    project: Path, tmp_path: Path, step: str
+    counter_dir: Path, project: Path, step: str
 ) -> None:
-    log = tmp_path / "ran.log"
+    log = counter_dir / "ran.log"
     report = run_json(
         project,
         "--tenant", "appender", "--params", json.dumps({"log": str(log)}),
@@ -98,9 +98,9 @@ async def h(tmp_path: Path) -> AsyncIterator[ProjectHarness]:
 
 @pytest.mark.parametrize("step", ["s1", "s3"])
 async def test_crash_at_during_in_the_test_api_lands_after_the_callback_began(
-    h: ProjectHarness, tmp_path: Path, step: str
+    counter_dir: Path, h: ProjectHarness, step: str
 ) -> None:
-    log = tmp_path / "ran.log"
+    log = counter_dir / "ran.log"
     b = h.tenant("appender")
     inst = await introspect_workflow_instance(b, "c")
     await inst.modify(lambda m: (m.disable_retry_delays(), m.crash_at({"name": step}, "during")))

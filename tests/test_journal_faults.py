@@ -46,7 +46,7 @@ class TenantWorkflow(WorkflowEntrypoint):
 
             @step.do(name)
             async def chunk():
-                with open(os.environ["SIDE_FILE"], "a") as f:
+                with open(SIDE_FILE, "a") as f:
                     f.write(name + "\\n")
                 return name * 2000
 
@@ -81,9 +81,13 @@ class Default(WorkerEntrypoint):
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "project"
-    monkeypatch.setenv("SIDE_FILE", str(root / "side.txt"))  # for every dynwf started here
+    # The one folder the tenant may write (the sandbox's testing hole), for every dynwf
+    # started here; the tenant's code names the file in it.
+    (tmp_path / "side").mkdir()
+    monkeypatch.setenv("DYNWF_SANDBOX_ALLOW", str(tmp_path / "side"))
+    big = BIG.replace("SIDE_FILE", repr(str(side_file(root))))
     shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns(".dynwf"))
-    for name, code in (("big", BIG), ("sleeper", SLEEPER)):
+    for name, code in (("big", big), ("sleeper", SLEEPER)):
         (root / "tenants" / name).mkdir()
         (root / "tenants" / name / "worker.py").write_text(code)
     return root
@@ -141,8 +145,12 @@ def fresh_journal(project: Path) -> Path:
     return path
 
 
+def side_file(project: Path) -> Path:
+    return project.parent / "side" / "side.txt"
+
+
 def side(project: Path) -> list[str]:
-    f = project / "side.txt"
+    f = side_file(project)
     return f.read_text().split() if f.exists() else []
 
 

@@ -97,11 +97,11 @@ async def fetch(p: Project, path: str, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize("kind", ["async def", "def"])
 async def test_step_timeout_fires_while_the_callback_blocks_its_loop(
-    make_project: Any, project_dir: Path, tmp_path: Path, kind: str
+    counter_dir: Path, make_project: Any, project_dir: Path, kind: str
 ) -> None:
     add_spinner(project_dir, "spinner", limit=2, spins=1, kind=kind)
     p = await make_project()
-    log = tmp_path / "spin.log"
+    log = counter_dir / "spin.log"
     inst = await binding(p, "spinner").create({"id": "s", "params": {"log": str(log)}})
     await p.engine.wait_until_idle(timeout=HANG_GUARD_S)
     status = await inst.status()
@@ -120,11 +120,11 @@ async def test_step_timeout_fires_while_the_callback_blocks_its_loop(
 
 
 async def test_step_timeout_retry_policy_applies_to_a_blocked_callback(
-    make_project: Any, project_dir: Path, tmp_path: Path
+    counter_dir: Path, make_project: Any, project_dir: Path
 ) -> None:
     add_spinner(project_dir, "stuck", limit=1, spins=99)
     p = await make_project()
-    log = tmp_path / "stuck.log"
+    log = counter_dir / "stuck.log"
     inst = await binding(p, "stuck").create({"id": "s", "params": {"log": str(log)}})
     await p.engine.wait_until_idle(timeout=HANG_GUARD_S)
     status = await inst.status()
@@ -140,11 +140,11 @@ async def test_step_timeout_retry_policy_applies_to_a_blocked_callback(
 
 
 async def test_blocked_tenant_does_not_hold_up_other_tenants_or_its_own_next_requests(
-    make_project: Any, project_dir: Path, tmp_path: Path
+    counter_dir: Path, make_project: Any, project_dir: Path
 ) -> None:
     add_spinner(project_dir, "spinner", limit=2, spins=1)
     p = await make_project()
-    log = tmp_path / "spin.log"
+    log = counter_dir / "spin.log"
     inst = await binding(p, "spinner").create({"id": "s", "params": {"log": str(log)}})
     while not log.exists():  # the callback began: its isolate's event loop is blocked now
         await asyncio.sleep(0.01)

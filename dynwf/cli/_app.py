@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dynwf.errors import DynwfError
+from dynwf import sandbox
+from dynwf.errors import DynwfError, ValidationError
 
 app = typer.Typer(
     name="dynwf",
@@ -70,6 +71,45 @@ def fail(message: str, *, code: int = 1) -> typer.Exit:
     """Print one red line on stderr and return the Exit to raise."""
     stderr.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+SandboxOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox",
+        metavar="require|auto|off",
+        help="Tenant isolates in the Linux sandbox: auto (default: what the kernel offers, "
+        "and say once what is off), require (an error if anything is off), off (debugging). "
+        "Default: $DYNWF_SANDBOX or auto.",
+    ),
+]
+SandboxAllowOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--sandbox-allow",
+        metavar="DIR",
+        help="A folder tenants may read and write (repeatable; also $DYNWF_SANDBOX_ALLOW, "
+        "':'-separated). A testing aid, e.g. for step counters: Cloudflare has no equivalent.",
+    ),
+]
+
+
+def start_sandbox(mode: str | None, allow: list[Path] | None, *, inline: bool = False) -> None:
+    """Settle the sandbox policy for this command and its processes; say once what is off."""
+    try:
+        policy = sandbox.configure(mode, allow or [])
+        notice = (
+            "sandbox off: --inline runs tenant code in this process, with all of its access"
+            if inline
+            else sandbox.startup_notice(policy)
+        )
+    except ValidationError as exc:
+        raise fail(escape(str(exc)), code=2) from None
+    except DynwfError as exc:
+        raise fail(escape(str(exc))) from None
+    if notice:
+        for line in notice.splitlines():
+            stderr.print(f"[yellow]{escape(line)}[/]")
 
 
 def config_failure(exc: Exception) -> typer.Exit:

@@ -12,7 +12,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from dynwf.cli._app import app, config_failure, fail, stderr
+from dynwf.cli._app import (
+    SandboxAllowOption,
+    SandboxOption,
+    app,
+    config_failure,
+    fail,
+    start_sandbox,
+    stderr,
+)
 from dynwf.cli._inspect import duration_text
 from dynwf.client import tenant_label
 from dynwf.config import ConfigFileError, InvalidConfigError
@@ -233,8 +241,11 @@ def dev(
             "(a lost .wal) instead of refusing it.",
         ),
     ] = False,
+    sandbox_mode: SandboxOption = None,
+    sandbox_allow: SandboxAllowOption = None,
 ) -> None:
     """Run the project locally: engine + dispatcher over HTTP + explorer API + hot reload."""
+    start_sandbox(sandbox_mode, sandbox_allow, inline=inline)
     try:
         project = Project.load(
             config,
@@ -249,6 +260,9 @@ def dev(
     server_log = logging.getLogger("dynwf.server")
     server_log.addHandler(_RequestLog())
     server_log.setLevel(logging.INFO)
+    outbound_log = logging.getLogger("dynwf.outbound")  # each tenant fetch and its route
+    outbound_log.addHandler(_RequestLog())
+    outbound_log.setLevel(logging.INFO)
 
     def ready(url: str) -> None:
         names = ", ".join(w.name for w in project.config.workflows)

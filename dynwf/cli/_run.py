@@ -12,7 +12,17 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from dynwf.cli._app import app, config_failure, fail, json_input, stderr, stdout
+from dynwf.cli._app import (
+    SandboxAllowOption,
+    SandboxOption,
+    app,
+    config_failure,
+    fail,
+    json_input,
+    start_sandbox,
+    stderr,
+    stdout,
+)
 from dynwf.cli._inspect import duration_text
 from dynwf.client import tenant_arg, tenant_label
 from dynwf.errors import ConfigError, DynwfError, ValidationError
@@ -282,8 +292,11 @@ def run(
             "--allow-divergence", help="A replay divergence does not make the exit status 1."
         ),
     ] = False,
+    sandbox_mode: SandboxOption = None,
+    sandbox_allow: SandboxAllowOption = None,
 ) -> None:
     """Create one instance for a tenant, drive it through crashes/evictions, print a report."""
+    start_sandbox(sandbox_mode, sandbox_allow, inline=inline)
     parsed_params = json_input(params, params_file, "params")
     parsed_meta = json_input(metadata, None, "metadata")
 

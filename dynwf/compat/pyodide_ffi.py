@@ -28,6 +28,26 @@ def to_js(
     return convert(obj, dict_converter)
 
 
+class _JsNull:
+    """``jsnull``: JS ``null`` (``to_js`` turns ``None`` into ``undefined``, not null)."""
+
+    _instance: _JsNull | None = None
+
+    def __new__(cls) -> _JsNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "jsnull"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+jsnull = _JsNull()
+
+
 class JsProxy:
     """Base of the JS values Python holds (``JsObject`` and proxies are not subclasses)."""
 
@@ -88,5 +108,6 @@ __all__ = [
     "JsProxy",
     "create_proxy",
     "destroy_proxies",
+    "jsnull",
     "to_js",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynwf import sandbox
 from dynwf.dispatch import _protocol
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, FastHandler, Handler
@@ -185,8 +186,10 @@ async def spawn(limits: IsolateLimits) -> Booted:
     made = Doorbell.create()
     bell, bell_fd = made if made is not None else (None, None)
     root = tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-")
+    # Under the sandbox the isolate starts without the engine's environment (secrets).
+    base = sandbox.isolate_environ(os.environ) if sandbox.policy_from_env().on else os.environ
     env = {
-        **os.environ,
+        **base,
         "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb),
         "DYNWF_ISOLATE_PARENT": str(os.getpid()),
         "DYNWF_ISOLATE_FD": str(theirs.fileno()),

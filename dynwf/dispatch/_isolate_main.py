@@ -16,16 +16,19 @@ import resource
 import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dynwf import sandbox
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine._step import DoBegin, Outcome, error_from_dict
 from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
 from dynwf.workers._event import TenantEvent
+from dynwf.workers._fetch import set_channel
 from dynwf.workers._rpc import TenantWorkflows
 from dynwf.workers._step import TenantStep
 
@@ -172,7 +175,8 @@ def _where(exc: BaseException, root: Path) -> str:
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, root: Path, policy: sandbox.Policy) -> None:
+        self.root, self.policy = root, policy
         self.module: Any = None
         self.env: Env | None = None
         self.compatibility_date = "2026-04-01"
@@ -192,9 +196,7 @@ class Worker:
 
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg["code"]
-        # The engine made this folder and removes it when this process exits.
-        given = os.environ.get("DYNWF_ISOLATE_ROOT")
-        root = Path(given) if given else Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
+        root = self.root
         for name, module in code["modules"].items():
             path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +208,7 @@ class Worker:
                 path.write_text(json.dumps(module["json"]))
             else:
                 path.write_bytes(bytes.fromhex(module["data"]))
+        sandbox.seal_modules(self.policy)  # the code is written: nothing rewrites it now
         sys.path.insert(0, str(root))  # this process belongs to one tenant: no sharing
         main = code["mainModule"]
         self.compatibility_date = code.get("compatibilityDate") or self.compatibility_date
@@ -267,7 +270,38 @@ def _die_with_parent() -> None:
                 os._exit(0)
 
 
-async def main() -> None:
+def enter_sandbox(root: Path) -> sandbox.Policy:
+    """Put this isolate in the sandbox, before any tenant code is imported.
+
+    The one place an isolate process confines itself: ``confine_shared`` (namespaces,
+    ``no_new_privs``, the environment emptied) then ``confine_isolate`` (Landlock view of
+    the runtime, ``root`` and the allowed folders; seccomp; rlimits). A fork server's
+    template may run ``confine_shared`` once before forking; each isolate still runs
+    ``confine_isolate`` itself, as its pid and modules folder are its own. Call with every
+    file descriptor the isolate needs already open and the environment already read,
+    and before the event loop is made (uvloop would set up an io_uring the sandbox refuses).
+    Under ``--sandbox=require`` a missing protection ends the process (the engine said
+    so at start); under ``auto`` the engine's start-up notice named what is off.
+    """
+    policy = sandbox.policy_from_env()
+    sandbox.confine_shared(policy)
+    sandbox.confine_isolate(policy, root)
+    return policy
+
+
+@dataclass(frozen=True, slots=True)
+class _Boot:
+    """What an isolate reads from its environment at start, before the sandbox empties it."""
+
+    sock: socket.socket
+    doorbell: Doorbell | None
+    root: Path
+    policy: sandbox.Policy
+
+
+def _boot() -> _Boot:
+    """Everything before the event loop: limits, descriptors, the sandbox. The loop is
+    made afterwards, so uvloop finds no io_uring to set up (the sandbox refuses it)."""
     _die_with_parent()
     install()
     limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
@@ -275,16 +309,32 @@ async def main() -> None:
         cap = limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     sock = socket.socket(fileno=int(os.environ["DYNWF_ISOLATE_FD"]))
+    bell = os.environ.get("DYNWF_ISOLATE_DOORBELL")
+    doorbell = Doorbell.attach(int(bell)) if bell is not None else None
+    # The engine made this folder and removes it when this process exits.
+    given = os.environ.get("DYNWF_ISOLATE_ROOT")
+    root = Path(given) if given else Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
     # Tenant output, print() or a bare write to fd 1, goes to the engine's stderr: the
     # engine's stdout may be a report or JSON (``dynwf run --json``).
     os.dup2(2, 1)
     sys.stdout = sys.stderr  # and as promptly as stderr (line-buffered, not block-buffered)
-    worker = Worker()
-    worker.conn = await Connection.open(sock, worker.handle)
-    bell = os.environ.get("DYNWF_ISOLATE_DOORBELL")
-    if bell is not None:
-        worker.conn.doorbell = Doorbell.attach(int(bell))
-    await worker.conn.closed
+    return _Boot(sock, doorbell, root, enter_sandbox(root))
+
+
+async def main(boot: _Boot) -> None:
+    worker = Worker(boot.root, boot.policy)
+    conn = worker.conn = await Connection.open(boot.sock, worker.handle)
+    conn.doorbell = boot.doorbell
+
+    async def outbound(data: dict[str, Any]) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = await conn.request({"op": "outbound", "request": data})
+        except RemoteError as exc:
+            return {"error": exc.error}
+        return answer
+
+    set_channel(outbound)  # the tenant's fetch goes to the engine, its only way out
+    await conn.closed
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -298,5 +348,6 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 if __name__ == "__main__":
+    booted = _boot()
     with asyncio.Runner(loop_factory=_event_loop) as runner:
-        runner.run(main())
+        runner.run(main(booted))

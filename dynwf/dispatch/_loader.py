@@ -27,6 +27,7 @@ from dynwf.compat._jsobject import JsMap, JsObject
 from dynwf.compat.pyodide_ffi import JsDoubleProxy
 from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main, deprecated
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
+from dynwf.dispatch._outbound import INTERNET, Gateway, outbound_of
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
 from dynwf.engine import Step, WorkflowBinding
@@ -34,6 +35,7 @@ from dynwf.engine._pass import PassInterrupted, PassParked
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 from dynwf.workers._context import ExecutionContext
+from dynwf.workers._fetch import Channel, fetch_route
 from dynwf.workers._http import JsRequest
 from dynwf.workers._rpc import TenantWorkflows
 from dynwf.workers._step import TenantStep
@@ -88,7 +90,9 @@ def _check_code(id: str, code: Any) -> dict[str, Any]:
         raise ValidationError(
             f"get_code() for worker {id!r}: mainModule {code['mainModule']!r} is not in modules"
         )
-    return {**code, "modules": {n: _module(id, n, m) for n, m in modules.items()}}
+    checked = {**code, "modules": {n: _module(id, n, m) for n, m in modules.items()}}
+    checked["globalOutbound"] = outbound_of(id, checked)  # stays in the engine
+    return checked
 
 
 _MODULE_KINDS = ("py", "text", "json", "data")
@@ -133,6 +137,7 @@ class WorkerLoader:
         self.limits = limits or IsolateLimits()
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
+        self._gateway = Gateway(lambda: self.platform)  # the workers' outbound fetch calls
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
         self._background: set[asyncio.Task[None]] = set()
@@ -242,6 +247,7 @@ class WorkerLoader:
     async def close(self) -> None:
         await self.evict_all()
         await self._pool.close()
+        await self._gateway.close()
 
     def replace_if_blocked(self, iso: Isolate, id: str, key: str) -> None:
         """The engine ended an attempt of ``key`` in ``iso`` at its timeout: if the isolate
@@ -405,8 +411,9 @@ class WorkerStub:
         iso.worker, iso.bindings = self.id, frozenset(self._bindings)
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
+            sent = {k: v for k, v in code.items() if k != "globalOutbound"}
             await iso.conn.request(
-                {"op": "load", "code": {**code, "env": plain}, "bindings": sorted(self._bindings)}
+                {"op": "load", "code": {**sent, "env": plain}, "bindings": sorted(self._bindings)}
             )
         except (RemoteError, ConnectionLost) as exc:
             self._isolate = None
@@ -434,12 +441,24 @@ class WorkerStub:
         if iso is not None:
             await iso.close()
 
+    def _outbound_channel(self) -> Channel:
+        """Where this worker's ``fetch`` calls go: the loader's gateway, as its
+        ``globalOutbound`` says (an inline worker's, as an isolate's over its socket)."""
+
+        async def send(data: dict[str, Any]) -> Any:
+            outbound = (self._code or {}).get("globalOutbound", INTERNET)
+            return await self.loader._gateway.send(self.id, outbound, data)
+
+        return send
+
     # -- requests from the isolate ----------------------------------------------------
     async def _serve(self, msg: dict[str, Any]) -> Any:
         if msg["op"] == "host":
             return await self._host_call(msg)
         if msg["op"] == "binding":
             return await self._binding_call(msg)
+        if msg["op"] == "outbound":
+            return await self._outbound_channel()(msg["request"])
         raise ValueError(f"unknown request {msg['op']!r} from worker {self.id!r}")
 
     def _serve_now(self, msg: dict[str, Any]) -> bool:
@@ -576,9 +595,11 @@ class EntrypointStub:
             # The tenant's own step object, as in an isolate: errors and wait_for_event
             # results as Cloudflare's tenant SDK gives them.
             own = TenantStep(step.host)
+            route = fetch_route.set(w._outbound_channel())
             try:
                 return await cls(ExecutionContext(), env).run(event, own)
             finally:
+                fetch_route.reset(route)
                 own.close()
                 w._runs.pop(token, None)
         try:
@@ -645,9 +666,13 @@ class EntrypointStub:
             module = w.module()
             env = _tenant_env(w._code)
             cls = getattr(module, self.name or "Default", None)
-            if cls is not None:
-                return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]
-            return await module.on_fetch(request, env)  # type: ignore[no-any-return]
+            route = fetch_route.set(w._outbound_channel())
+            try:
+                if cls is not None:
+                    return await cls(ExecutionContext(), env).fetch(request)  # type: ignore[no-any-return]
+                return await module.on_fetch(request, env)  # type: ignore[no-any-return]
+            finally:
+                fetch_route.reset(route)
         for _ in range(FETCH_LOAD_TRIES):
             try:
                 iso = await w.isolate()

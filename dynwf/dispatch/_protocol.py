@@ -2,7 +2,9 @@
 
 Tenant code runs in the isolate's process, so everything it sends is untrusted. A
 request names an ``op``; ``host`` calls (a pass's step calls) and ``binding`` calls (the
-tenant's Workflow binding) name a method. Each allowed method has one row below with the
+tenant's Workflow binding) name a method; an ``outbound`` request is the tenant's
+``fetch`` (``from workers import fetch``), which the engine sends on as the loader's
+``globalOutbound`` says. Each allowed method has one row below with the
 JSON shape of its arguments, exactly as ``_isolate_main.py`` sends them; ``check``
 returns why a message is not one of them (or None), before anything in the engine
 reads it.
@@ -82,6 +84,17 @@ BINDING_CALLS: Mapping[tuple[str, str], tuple[Check, ...]] = {
 }
 
 
+# The request of an ``outbound`` call: its fields and their shapes (the body in hex).
+OUTBOUND_REQUEST: Mapping[str, Check] = {
+    "url": _str,
+    "method": _str,
+    "headers": lambda v: (
+        isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
+    ),
+    "body": _str,
+}
+
+
 def _args(args: Any, shape: tuple[Check, ...], what: str) -> str | None:
     if not isinstance(args, list) or len(args) != len(shape):
         return f"{what} takes {len(shape)} arguments as a list, got {_short(args)}"
@@ -121,6 +134,16 @@ def check(msg: dict[str, Any], bindings: Collection[str]) -> str | None:
         if n is None:
             return f"binding call {key[1]!r} sent one way"
         return _args(msg.get("args"), shape, f"{key[0]}.{key[1]}")
+    if op == "outbound":
+        if n is None:
+            return "outbound fetch sent one way"
+        request = msg.get("request")
+        if not isinstance(request, dict) or set(request) != set(OUTBOUND_REQUEST):
+            return f"outbound fetch without a request of fields {sorted(OUTBOUND_REQUEST)}"
+        for name, field_check in OUTBOUND_REQUEST.items():
+            if not field_check(request[name]):
+                return f"outbound fetch: {name} has the wrong type ({_short(request[name])})"
+        return None
     return f"unknown request op {_short(op)}"
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from dynwf.dispatch._outbound import guarded
 from dynwf.errors import DynwfError
 from dynwf.server._explorer import API_PREFIX
 
@@ -170,7 +171,8 @@ async def serve(
 
     stopper = asyncio.create_task(stop_on_request()) if stop is not None else None
     try:
-        await server.serve(sockets=[sock])
+        with guarded(host, sock.getsockname()[1]):  # tenants' fetch never reaches this server
+            await server.serve(sockets=[sock])
     finally:
         if stopper is not None:
             stopper.cancel()

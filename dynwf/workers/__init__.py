@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dynwf.workers._alias import install, installed
 from dynwf.workers._entrypoints import WorkerEntrypoint, WorkflowEntrypoint
+from dynwf.workers._fetch import fetch
 from dynwf.workers._http import Request, Response
 from dynwf.workers._rpc import python_from_rpc, python_to_rpc
 
@@ -18,6 +19,7 @@ __all__ = [
     "Response",
     "WorkerEntrypoint",
     "WorkflowEntrypoint",
+    "fetch",
     "install",
     "installed",
     "python_from_rpc",

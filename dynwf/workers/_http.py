@@ -64,6 +64,14 @@ class JsRequest:
         return self.request.method
 
 
+class _JsonMethod:
+    """``Response.json``: the static constructor on the class, the body reader on an
+    instance, as Cloudflare's ``Response`` (a ``FetchResponse``) has both."""
+
+    def __get__(self, obj: Response | None, cls: type[Response]) -> Any:
+        return cls.from_json if obj is None else obj.json_body
+
+
 class Response:
     """An HTTP response: ``Response(body, status=, headers=)`` or ``Response.json(data)``."""
 
@@ -82,8 +90,12 @@ class Response:
         if isinstance(body, str):
             self.headers.setdefault("content-type", "text/plain;charset=UTF-8")
 
+    json = _JsonMethod()
+    """``Response.json(data, status=, headers=)`` makes a JSON response (on the class);
+    ``await response.json()`` reads one (on an instance, e.g. what ``fetch`` returned)."""
+
     @classmethod
-    def json(
+    def from_json(
         cls,
         data: Any,
         status: int = 200,
@@ -91,6 +103,13 @@ class Response:
     ) -> Response:
         merged = {"content-type": "application/json", **_header_items(headers)}
         return cls(json.dumps(data).encode(), status=status, headers=merged)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status <= 299
+
+    async def bytes(self) -> bytes:
+        return self.body
 
     async def text(self) -> str:
         return self.body.decode("utf-8")
