@@ -36,7 +36,10 @@ def test_public_engine_surface_is_pinned() -> None:
     import dynwf.engine
 
     assert dynwf.engine.__all__ == [
+        "DEFAULT_COMPATIBILITY_DATE",
+        "FINISHED",
         "Clock",
+        "DoBegin",
         "Engine",
         "EntrypointProgram",
         "EventDict",
@@ -44,6 +47,10 @@ def test_public_engine_surface_is_pinned() -> None:
         "Instance",
         "InstanceState",
         "ManualClock",
+        "Modifiers",
+        "Outcome",
+        "PassInterrupted",
+        "PassParked",
         "Status",
         "StatusChange",
         "Step",
@@ -56,6 +63,9 @@ def test_public_engine_surface_is_pinned() -> None:
         "Workflow",
         "WorkflowBinding",
         "WorkflowProgram",
+        "error_from_dict",
+        "error_to_dict",
+        "fold",
         "instance_detail",
         "instance_list_item",
         "iso_ms",

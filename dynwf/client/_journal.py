@@ -31,8 +31,7 @@ from dynwf.client._model import (
     tenant_scopes,
 )
 from dynwf.dispatch import scope_of
-from dynwf.engine import Engine, InstanceState, Workflow, instance_detail, iso_ms
-from dynwf.engine._model import fold
+from dynwf.engine import Engine, InstanceState, Workflow, fold, instance_detail, iso_ms
 from dynwf.errors import InvalidStateError, ValidationError, WorkflowNotFoundError
 from dynwf.journal import InstanceRow, Journal
 

@@ -19,7 +19,7 @@ from dynwf.dispatch._api import (
     tenant_binding,
 )
 from dynwf.dispatch._envelope import ENVELOPE_KEY
-from dynwf.engine._pass import PassParked
+from dynwf.engine import PassParked
 from dynwf.errors import MissingDispatcherMetadataError as _DynwfMissingMetadata
 from dynwf.workers import WorkerEntrypoint, WorkflowEntrypoint
 from dynwf.workers._event import tenant_event

@@ -22,7 +22,13 @@ from typing import Any
 
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
-from dynwf.engine._step import DoBegin, Outcome, Step, error_from_dict
+from dynwf.engine import (
+    DEFAULT_COMPATIBILITY_DATE,
+    DoBegin,
+    Outcome,
+    Step,
+    error_from_dict,
+)
 from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
 from dynwf.workers._errors import error_as_on_cloudflare
@@ -174,7 +180,7 @@ class Worker:
     def __init__(self) -> None:
         self.module: Any = None
         self.env: Env | None = None
-        self.compatibility_date = "2026-04-01"
+        self.compatibility_date = DEFAULT_COMPATIBILITY_DATE
         self.conn: Connection | None = None
 
     async def handle(self, msg: dict[str, Any]) -> Any:

@@ -29,8 +29,7 @@ from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
-from dynwf.engine import Step, WorkflowBinding
-from dynwf.engine._pass import PassInterrupted, PassParked
+from dynwf.engine import PassInterrupted, PassParked, Step, WorkflowBinding
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 from dynwf.workers._context import ExecutionContext
@@ -602,7 +601,7 @@ class EntrypointStub:
             reason = iso.killed_for or "its process exited"
             raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
         except RemoteError as exc:
-            from dynwf.engine._step import error_from_dict
+            from dynwf.engine import error_from_dict
 
             if not is_error(exc.error):
                 iso.kill(f"worker {w.id!r} ended a run with a malformed error")

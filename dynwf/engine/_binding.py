@@ -67,11 +67,8 @@ class WorkflowBinding:
     def other_scopes_with(self, id: str) -> list[str]:
         """Other tenant scopes of this workflow that hold an instance ``id`` (a scan: the
         dispatcher calls it only for ids a tenant chose)."""
-        return sorted(
-            scope
-            for (workflow, scope, other) in self._engine._index
-            if other == id and workflow == self.workflow and scope != self.scope
-        )
+        scopes = self._engine.table.scopes_with(self.workflow, id)
+        return [s for s in scopes if s != self.scope]
 
 
 def _merge(options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -35,14 +35,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dynwf.engine._states import FINISHED, Status
 
+if TYPE_CHECKING:
+    from dynwf.journal import Row  # at run time an isolate imports this module, never DuckDB
+
 StepKind = Literal["do", "sleep", "waitForEvent"]
 ErrorDict = dict[str, str]
-Fact = tuple[str, str | None, dict[str, Any]]  # kind, step key, data
-Row = tuple[str, int, int, str, str | None, str]  # uid, seq, ts, kind, step, data json
 
 INTERNAL_ERROR: ErrorDict = {
     "name": "WorkflowInternalError",
@@ -153,7 +154,7 @@ class InstanceState:
         self.params: Any = None
         self.created = 0
         self.deleted = False
-        self.status = Status.QUEUED
+        self.status = Status.UNKNOWN  # until its first status fact
         self.output: Any = None
         self.error: ErrorDict | None = None
         self.started: int | None = None
@@ -321,7 +322,6 @@ _APPLY: dict[str, Callable[[InstanceState, int, int, str | None, dict[str, Any]]
     "parked": _parked,
     "deleted": _deleted,
 }
-FACT_KINDS = frozenset(_APPLY)
 
 
 def fold(uid: str, rows: list[Row]) -> InstanceState:

@@ -1,4 +1,5 @@
-"""Per-instance test modifiers: the engine side of Cloudflare's workflow introspection.
+"""Test modifiers: skipping sleeps and retry delays (``TimeControl``, engine-wide or per
+instance) and the engine side of Cloudflare's workflow introspection (``Modifiers``).
 
 A ``Modifiers`` object is attached to one instance id (or to every new instance of a
 workflow) before the instance runs; the run pass consults it at each step, so a
@@ -29,11 +30,39 @@ class _Times:
 
 
 @dataclass(slots=True)
+class TimeControl:
+    """Skip sleeps and retry delays: all (True), none (False), or by step name."""
+
+    skip_sleeps: bool | frozenset[str] = False
+    skip_retry_delays: bool | frozenset[str] = False
+
+    def skips_sleep(self, name: str) -> bool:
+        s = self.skip_sleeps
+        return s if isinstance(s, bool) else name in s
+
+    def skips_retry(self, name: str) -> bool:
+        s = self.skip_retry_delays
+        return s if isinstance(s, bool) else name in s
+
+    def __or__(self, other: TimeControl) -> TimeControl:
+        """Skips what either skips (the engine's setting and an instance's modifiers)."""
+        return TimeControl(
+            _either(self.skip_sleeps, other.skip_sleeps),
+            _either(self.skip_retry_delays, other.skip_retry_delays),
+        )
+
+
+def _either(a: bool | frozenset[str], b: bool | frozenset[str]) -> bool | frozenset[str]:
+    if a is True or b is True:
+        return True
+    return frozenset(a or ()) | frozenset(b or ()) or False
+
+
+@dataclass(slots=True)
 class Modifiers:
     """What tests change about an instance's steps (all by step name)."""
 
-    sleeps_disabled: bool | set[str] = False
-    retry_delays_disabled: bool | set[str] = False
+    time: TimeControl = field(default_factory=TimeControl)
     step_results: dict[str, Any] = field(default_factory=dict)
     step_errors: dict[str, _Times] = field(default_factory=dict)
     step_timeouts: dict[str, _Times] = field(default_factory=dict)
@@ -41,10 +70,10 @@ class Modifiers:
     event_timeouts: set[str] = field(default_factory=set)
 
     def disable_sleeps(self, steps: list[str] | None = None) -> None:
-        self.sleeps_disabled = True if steps is None else set(steps)
+        self.time.skip_sleeps = True if steps is None else frozenset(steps)
 
     def disable_retry_delays(self, steps: list[str] | None = None) -> None:
-        self.retry_delays_disabled = True if steps is None else set(steps)
+        self.time.skip_retry_delays = True if steps is None else frozenset(steps)
 
     def mock_step_result(self, step: str, value: Any) -> None:
         self.step_results[step] = value
@@ -60,14 +89,6 @@ class Modifiers:
 
     def force_event_timeout(self, step: str) -> None:
         self.event_timeouts.add(step)
-
-    def skips_sleep(self, name: str) -> bool:
-        s = self.sleeps_disabled
-        return s if isinstance(s, bool) else name in s
-
-    def skips_retry(self, name: str) -> bool:
-        s = self.retry_delays_disabled
-        return s if isinstance(s, bool) else name in s
 
     def plan(self, name: str, timeout_ms: int) -> tuple[str, Any] | None:
         """How the next attempt of step ``name`` is answered: a result, an error, or None (run it)."""

@@ -21,7 +21,8 @@ from dynwf.engine._step import DoBegin, Outcome
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dynwf.engine._engine import Engine, Workflow
+    from dynwf.engine._engine import Engine
+    from dynwf.engine._workflow import Workflow
 
 
 # The engine's own deadline for an attempt comes this long after its timeout. A callback
@@ -84,6 +85,8 @@ class Pass:
         self.interrupt_requested = False
         self._configs: dict[str, StepConfig] = {}
         self.mods = engine.modifiers_for(st)
+        # What this pass skips: the engine's setting and the instance's test modifiers.
+        self.time = engine.time | self.mods.time if self.mods is not None else engine.time
 
     # -- ending the pass ------------------------------------------------------------
     async def _suspend(self) -> Any:
@@ -303,7 +306,7 @@ class Pass:
                 if outcome is not None:
                     return outcome
             late = s.wake_at is not None and s.wake_at > eng.clock.now_ms()
-            if late and not eng.time.skips_retry(name):
+            if late and not self.time.skips_retry(name):
                 await self._suspend()  # the retry delay has not passed yet
         mock = self.mods.plan(name, cfg.timeout_ms) if self.mods is not None else None
         n = (len(s.attempts) if s is not None else 0) + 1
@@ -363,10 +366,7 @@ class Pass:
         policy = self._config(s).retries
         made = len(s.attempts)
         if retryable and made <= policy.limit:
-            skip = eng.time.skips_retry(s.name) or (
-                self.mods is not None and self.mods.skips_retry(s.name)
-            )
-            delay = 0 if skip else policy.delay_before_retry(made)
+            delay = 0 if self.time.skips_retry(s.name) else policy.delay_before_retry(made)
             eng.record(
                 self.st,
                 "attempt_end",
@@ -394,7 +394,7 @@ class Pass:
             return
         await self._boundary()
         now = eng.clock.now_ms()
-        skip = eng.time.skips_sleep(name) or (self.mods is not None and self.mods.skips_sleep(name))
+        skip = self.time.skips_sleep(name)
         if s is None:
             target = until if until is not None else now + ms
             natural_end = target <= now

@@ -12,6 +12,8 @@ ID_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
 MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_STEP_NAME = 256
 DEFAULT_STEP_LIMIT = 10_000
+# The compatibility date a Worker without one runs with (a project, an isolate, a Workflow).
+DEFAULT_COMPATIBILITY_DATE = "2026-04-01"
 PRODUCTION_MAX_STEPS = 25_000
 MAX_BATCH = 100
 

@@ -46,8 +46,7 @@ SCHEMA_VERSION = "1"
 #   an OS crash or power loss; like SQLite's synchronous=NORMAL. About 0.55 ms.
 # "machine": fsync on every commit; survives an OS crash too. About 0.9 ms.
 Durability = Literal["process", "machine"]
-Row = tuple[str, int, int, str, str | None, str]
-FINISHED = ("complete", "errored", "terminated")
+Row = tuple[str, int, int, str, str | None, str]  # uid, seq, ts, kind, step, data json
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -302,14 +301,15 @@ class Journal:
         ids = list(uids)
         return self._rows("uid IN (SELECT unnest($1::VARCHAR[]))", [ids]) if ids else {}
 
-    def unfinished_facts(self) -> dict[str, list[Row]]:
-        """Every fact of every instance whose latest status is not finished."""
+    def unfinished_facts(self, finished: Sequence[str]) -> dict[str, list[Row]]:
+        """Every fact of every instance whose latest status is not one of ``finished``."""
         return self._rows(
             "(uid IN (SELECT uid FROM (SELECT uid, arg_max(data->>'status', seq) AS st "
-            "FROM journal WHERE kind = 'status' GROUP BY uid) WHERE st NOT IN (?, ?, ?)) "
+            "FROM journal WHERE kind = 'status' GROUP BY uid) "
+            "WHERE NOT list_contains($1::VARCHAR[], st)) "
             "OR uid NOT IN (SELECT uid FROM journal WHERE kind = 'status')) "
             "AND uid NOT IN (SELECT uid FROM journal WHERE kind = 'deleted')",
-            FINISHED,
+            [list(finished)],
         )
 
     def instances(
