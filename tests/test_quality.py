@@ -63,6 +63,7 @@ def test_public_engine_surface_is_pinned() -> None:
         "Workflow",
         "WorkflowBinding",
         "WorkflowProgram",
+        "check_id_batch",
         "error_from_dict",
         "error_to_dict",
         "fold",

@@ -1,4 +1,5 @@
-"""``dynwf instances create|list|pause|resume|terminate|restart|send-event``: instances from the shell."""
+"""``dynwf instances create|list|pause|resume|terminate|restart|send-event|delete``: instances
+from the shell."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from dynwf.run import pick_workflow
 
 instances = typer.Typer(
     name="instances",
-    help="Create, list, pause, resume, terminate, restart an instance or send it an event.\n\n"
+    help="Create, list, pause, resume, terminate, restart, delete an instance or send it an "
+    "event.\n\n"
     "Goes through the running `dynwf dev` when there is one, else writes to the journal; "
     "an instance created or steered in the journal acts on it when `dynwf dev` or "
     "`dynwf run` next opens the journal.",
@@ -55,11 +57,12 @@ _JSON_SHAPE = """\
 With --json, stdout is one object:
 
   {"id": str, "workflow": str, "tenant": str,
-   "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create",
+   "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create"
+             | "delete",
    "status": str, "previous": str | null}
 
-"status" is the instance's status right after the action, "previous" right
-before it (null for create). A tenant of "" means no tenant created the instance.
+"status" is the instance's status right after the action ("deleted" after a
+delete), "previous" right before it (null for create). A tenant of "" means no tenant created the instance.
 
 Exit status: 0 done, 1 failed (no such instance, an ambiguous id, a status
 that does not allow it, journal in use, ...), 2 bad command line (no
@@ -214,6 +217,47 @@ def send_event(
 
     client, done = with_state(persist_to, send)
     _report(client, done, f"sent event {escape(repr(type_))} to", as_json)
+
+
+_DELETE_HELP = (
+    "Delete an instance: a running one is stopped first; it then leaves every listing and "
+    "lookup, is never resumed, and its id is free for a new instance. Its facts stay in "
+    "the journal, marked deleted."
+)
+_DELETE_EXAMPLES = """\
+Examples:
+
+  dynwf instances delete order-17
+
+  dynwf instances delete order-17 --workflow orders --tenant acme --json
+
+"""
+
+
+@instances.command("delete", help=_DELETE_HELP, epilog=_DELETE_EXAMPLES + _JSON_SHAPE)
+def delete(
+    id: IdArg,
+    workflow: WorkflowOpt = None,
+    tenant: TenantOpt = None,
+    persist_to: PersistTo = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an instance (see _DELETE_HELP)."""
+
+    async def delete_(client: StateClient) -> Steered:
+        return await client.delete(id, workflow=workflow, tenant=tenant)
+
+    client, done = with_state(persist_to, delete_)
+    if as_json:
+        print_json(done.as_json())
+        return
+    tenant_ = f", tenant {escape(repr(tenant_label(done.tenant)))}" if done.tenant else ""
+    stdout.print(source_line(client))
+    stdout.print(
+        f"[bold green]✔[/] deleted instance {escape(repr(done.id))} "
+        f"(workflow {escape(repr(done.workflow))}{tenant_}; it was "
+        f"{status_text(done.previous or 'unknown')})"
+    )
 
 
 # -- create and list ---------------------------------------------------------------------

@@ -167,6 +167,20 @@ class HttpStateClient(Steering):
             )
             return await self._after(c, id, place, action, before.get("status"))
 
+    async def delete(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        async with self._client() as c:
+            place = await self._resolve(c, id, workflow, tenant)
+            before = await self._detail(c, place[0], id, place[1])
+            await self._call(
+                c, "DELETE", _path(place[0], id), tenant=place[1], instance=(id, place)
+            )
+        previous = before.get("status")
+        return Steered(
+            id, place[0], place[1], "delete", "deleted", None if previous is None else str(previous)
+        )
+
     async def create(
         self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
     ) -> Steered:

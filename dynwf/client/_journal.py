@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -104,12 +105,21 @@ class JournalStateClient(Steering):
 
         return await self._with_engine(id, workflow, tenant, action, act)
 
+    async def delete(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        async def delete(engine: Engine, st: InstanceState) -> None:
+            await engine.delete(st)
+
+        done = await self._with_engine(id, workflow, tenant, "delete", delete)
+        return replace(done, status="deleted")
+
     async def _with_engine(
         self,
         id: str,
         workflow: str | None,
         tenant: str | None,
-        action: Action | Literal["send_event"],
+        action: Action | Literal["send_event", "delete"],
         call: Callable[[Engine, InstanceState], Awaitable[None]],
     ) -> Steered:
         # Resolve read-only first: ambiguity and typos never open the file for writing.

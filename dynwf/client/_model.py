@@ -8,8 +8,9 @@ print exactly these):
          "created": str | null, "steps": int}
     Steered.as_json()
         {"id": str, "workflow": str, "tenant": str,
-         "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create",
-         "status": str,                      # the status right after the action
+         "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create"
+                   | "delete",
+         "status": str,                      # the status right after the action ("deleted")
          "previous": str | null}             # the status right before it (null: created)
     InstanceDetail (a dict): ``id`` and ``workflow``, then the explorer API's
     instance detail as ``dynwf.engine.instance_detail`` writes it (``dynwf dev``
@@ -84,7 +85,7 @@ class Steered:
     id: str
     workflow: str
     tenant: str
-    action: Action | Literal["send_event", "create"]
+    action: Action | Literal["send_event", "create", "delete"]
     status: str
     previous: str | None = None
 
@@ -138,6 +139,12 @@ class StateClient(Protocol):
         workflow: str | None = None,
         tenant: str | None = None,
     ) -> Steered: ...
+
+    async def delete(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        """Stop the instance if it runs and delete it; ``status`` is then ``"deleted"``."""
+        ...
 
     async def create(
         self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None

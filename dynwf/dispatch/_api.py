@@ -67,7 +67,12 @@ class TenantWorkflowBinding:
         """Only instances this tenant created; any other id is 'not found'."""
         return await self._inner.get(id)
 
+    async def delete_batch(self, ids: list[str]) -> dict[str, Any]:
+        """Only this tenant's instances; any other id is a 'not found' error entry."""
+        return await self._inner.delete_batch(ids)
+
     createBatch = create_batch
+    deleteBatch = delete_batch
 
     def _warn_shared_ids(self, items: list[Mapping[str, Any]]) -> None:
         """dynwf keeps each tenant's ids apart; Cloudflare has one id space per Workflow."""

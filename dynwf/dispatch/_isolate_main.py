@@ -120,6 +120,9 @@ class RemoteInstance:
     async def send_event(self, event: Any = None, **kwargs: Any) -> None:
         await self._call("send_event", {**(event or {}), **kwargs})
 
+    async def delete(self) -> None:
+        await self._call("delete")
+
     sendEvent = send_event
 
 
@@ -154,7 +157,11 @@ class RemoteBinding:
     async def get(self, id: str) -> RemoteInstance:
         return RemoteInstance(self, await self._call("binding", "get", id))
 
+    async def delete_batch(self, ids: list[Any]) -> Any:
+        return await self._call("binding", "delete_batch", ids)
+
     createBatch = create_batch
+    deleteBatch = delete_batch
 
 
 class Env:

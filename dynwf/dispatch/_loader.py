@@ -527,7 +527,17 @@ class WorkerStub:
                 return [i.id for i in await binding.create_batch(args[0])]
             if method == "get":
                 return (await binding.get(args[0])).id
-        elif method in {"status", "pause", "resume", "terminate", "restart", "send_event"}:
+            if method == "delete_batch":
+                return await binding.delete_batch(args[0])
+        elif method in {
+            "status",
+            "pause",
+            "resume",
+            "terminate",
+            "restart",
+            "send_event",
+            "delete",
+        }:
             inst = await binding.get(args[0])
             return await getattr(inst, method)(*args[1:])
         raise ValueError(f"unknown binding call {method!r}")

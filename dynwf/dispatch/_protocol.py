@@ -73,6 +73,8 @@ BINDING_CALLS: Mapping[tuple[str, str], tuple[Check, ...]] = {
     ("binding", "create"): (_obj,),
     ("binding", "create_batch"): (_list,),
     ("binding", "get"): (_str,),
+    ("binding", "delete_batch"): (_list,),
+    ("instance", "delete"): (_str,),
     ("instance", "status"): (_str,),
     ("instance", "pause"): (_str,),
     ("instance", "resume"): (_str,),

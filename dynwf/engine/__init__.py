@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dynwf.engine._model import InstanceState, StepState, fold
     from dynwf.engine._modify import Modifiers, TimeControl
     from dynwf.engine._pass import PassInterrupted, PassParked
-    from dynwf.engine._rules import DEFAULT_COMPATIBILITY_DATE
+    from dynwf.engine._rules import DEFAULT_COMPATIBILITY_DATE, check_id_batch
     from dynwf.engine._states import FINISHED, Status
     from dynwf.engine._step import (
         DoBegin,
@@ -69,6 +69,7 @@ _WHERE = {
     "Workflow": "dynwf.engine._workflow",
     "WorkflowBinding": "dynwf.engine._binding",
     "WorkflowProgram": "dynwf.engine._workflow",
+    "check_id_batch": "dynwf.engine._rules",
     "error_from_dict": "dynwf.engine._step",
     "error_to_dict": "dynwf.engine._step",
     "fold": "dynwf.engine._model",
@@ -107,6 +108,7 @@ __all__ = [
     "Workflow",
     "WorkflowBinding",
     "WorkflowProgram",
+    "check_id_batch",
     "error_from_dict",
     "error_to_dict",
     "fold",

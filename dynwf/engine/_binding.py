@@ -62,7 +62,13 @@ class WorkflowBinding:
             raise ValidationError(f"get() takes an instance id string, got {type(id).__name__}")
         return Instance(self._engine, self._engine.lookup(self.workflow, self.scope, id))
 
+    async def delete_batch(self, ids: list[str]) -> dict[str, Any]:
+        """Delete up to 100 instances: ``{"deleted": [{"id"}], "errors": [{"id", "code",
+        "message"}]}``; an id not found is an error entry, a repeated id counts once."""
+        return await self._engine.delete_batch(self.workflow, self.scope, ids)
+
     createBatch = create_batch
+    deleteBatch = delete_batch
 
     def other_scopes_with(self, id: str) -> list[str]:
         """Other tenant scopes of this workflow that hold an instance ``id`` (a scan: the
@@ -116,6 +122,16 @@ class Instance:
 
     async def restart(self) -> None:
         await self._engine.restart(self._state())
+
+    async def delete(self) -> None:
+        """Stop the instance if it runs and delete it: ``get()`` no longer finds it and
+        its id is free again. ``InstanceNotFoundError`` if it is already gone."""
+        st = self._engine.lookup(self._st.workflow, self._st.scope, self._st.id)
+        if st.uid != self._st.uid:  # deleted already, and its id taken by a new instance
+            raise InstanceNotFoundError(
+                f"instance {self.id!r} not found in workflow {self._st.workflow!r}"
+            )
+        await self._engine.delete(st)
 
     async def send_event(self, event: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """``send_event({"type": ..., "payload": ...})``."""

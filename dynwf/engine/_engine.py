@@ -23,6 +23,7 @@ from dynwf.engine._modify import Modifiers, TimeControl
 from dynwf.engine._recovery import recover_after_crash, recover_journal
 from dynwf.engine._rules import (
     check_event_type,
+    check_id_batch,
     check_instance_id,
     check_workflow_name,
     json_value,
@@ -441,6 +442,29 @@ class Engine:
         await self.durable()
         self.table.forget(st)
         self.scheduler.update_idle()
+
+    async def delete_batch(self, workflow: str, scope: str, ids: Any) -> dict[str, Any]:
+        """Delete up to 100 instances by id (a repeated id counts once):
+        ``{"deleted": [{"id"}], "errors": [{"id", "code", "message"}]}``. A bad list
+        (empty, over 100, not ids) raises and deletes nothing."""
+        self.workflow(workflow)
+        unique = check_id_batch(ids, what="delete_batch")
+        deleted: list[dict[str, str]] = []
+        errors: list[dict[str, str]] = []
+        for id in unique:
+            uid = self.table.index.get((workflow, scope, id))
+            if uid is None:
+                errors.append(
+                    {
+                        "id": id,
+                        "code": "instance.not_found",
+                        "message": f"instance {id!r} not found in workflow {workflow!r}",
+                    }
+                )
+                continue
+            await self.delete(self.state(uid))
+            deleted.append({"id": id})
+        return {"deleted": deleted, "errors": errors}
 
     # -- reading -----------------------------------------------------------------------
     def instances(

@@ -89,3 +89,16 @@ def json_value(value: Any, *, what: str) -> tuple[Any, str]:
             f"{what} is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)"
         )
     return clean, text
+
+
+def check_id_batch(ids: object, *, what: str) -> list[str]:
+    """1 to ``MAX_BATCH`` instance ids, each once, in first-seen order."""
+    if not isinstance(ids, list | tuple) or not 1 <= len(ids) <= MAX_BATCH:
+        n = len(ids) if isinstance(ids, list | tuple) else type(ids).__name__
+        raise ValidationError(f"{what} takes a list of 1 to {MAX_BATCH} instance ids, got {n}")
+    bad = [i for i in ids if not isinstance(i, str)]
+    if bad:
+        raise ValidationError(
+            f"{what} takes instance id strings; got {bad[0]!r} ({type(bad[0]).__name__})"
+        )
+    return list(dict.fromkeys(ids))

@@ -25,6 +25,10 @@ or where dynwf's explorer API spec decides otherwise:
    workflow, or of one tenant with ``?tenant=``) stop and forget instances as wrangler
    does; a deleted instance answers 404 at once (wrangler keeps serving its detail
    until restart). The journal keeps its facts, marked deleted.
+   ``POST .../instances/batch/delete`` with ``{"instances": [id, ...]}`` (1 to 100, a
+   repeated id once) answers ``{"deleted": [{"id"}], "errors": [{"id", "code",
+   "message"}]}``, the shape of Cloudflare's API and binding ``deleteBatch``; wrangler
+   4.86's dev server has no such route (its CLI has no ``instances delete``).
 6. ``page`` and ``per_page`` must be integers (wrangler echoes ``page=1.5`` and
    answers an empty page).
 7. Instance detail ``queued`` is the creation time; wrangler moves it to the restart
@@ -63,7 +67,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dynwf.engine import Engine, InstanceState, instance_detail, instance_list_item
+from dynwf.engine import (
+    Engine,
+    InstanceState,
+    check_id_batch,
+    instance_detail,
+    instance_list_item,
+)
 from dynwf.errors import (
     DynwfError,
     InstanceExistsError,
@@ -192,6 +202,7 @@ class Explorer:
             ("POST", ("workflows", "*", "instances"), self.create_instance),
             ("GET", ("workflows", "*", "instances", "*"), self.get_instance),
             ("DELETE", ("workflows", "*", "instances", "*"), self.delete_instance),
+            ("POST", ("workflows", "*", "instances", "batch", "delete"), self.delete_batch),
             ("PATCH", ("workflows", "*", "instances", "*", "status"), self.change_status),
             (
                 "POST",
@@ -354,6 +365,37 @@ class Explorer:
         _, st = self._state(name, id, call.tenant)
         await self.engine.delete(st)
         return ok({"success": True})
+
+    async def delete_batch(self, call: Call, name: str) -> dict[str, Any]:
+        """``{"instances": [id, ...]}`` -> ``{"deleted": [{"id"}], "errors": [...]}``."""
+        self._workflow(name)
+        body = _object_body(call.body, '{"instances": ["id", ...]}')
+        unknown = sorted(set(body) - {"instances"})
+        if unknown or "instances" not in body:
+            raise ApiError(
+                400,
+                'the batch delete body is {"instances": ["id", ...]} (1 to 100 ids); got '
+                f"keys {', '.join(repr(k) for k in sorted(body)) or 'none'}",
+            )
+        ids = body["instances"]
+        if call.tenant is not None:
+            result = await self.engine.binding(name, scope=call.tenant).delete_batch(ids)
+            return ok(result)
+        # No ?tenant=: each id is looked up in every tenant, as for one instance.
+        unique = check_id_batch(ids, what="the batch delete")
+        deleted: list[dict[str, str]] = []
+        errors: list[dict[str, str]] = []
+        for id in unique:
+            try:
+                scope = self._scope(name, id, None)
+            except ApiError as exc:
+                code = "instance.not_found" if exc.status == 404 else "instance.ambiguous"
+                errors.append({"id": id, "code": code, "message": str(exc)})
+                continue
+            done = await self.engine.binding(name, scope=scope).delete_batch([id])
+            deleted += done["deleted"]
+            errors += done["errors"]
+        return ok({"deleted": deleted, "errors": errors})
 
     async def change_status(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)

@@ -1,0 +1,171 @@
+"""The late-2026 Workflows features in a real ``dynwf dev``: a tenant's code calls them
+through its binding (in an isolate), the explorer API serves them over HTTP, and the
+CLI drives them, all against one dev server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_cli_dev import FIXTURE, Dev, cli
+
+pytestmark = pytest.mark.slow
+
+OPS = """
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        p = event["payload"] or {}
+
+        @step.do("a")
+        async def a():
+            return "A"
+
+        x = await a()
+
+        @step.do("b")
+        async def b():
+            return x + "B"
+
+        y = await b()
+        if p.get("wait"):
+            await step.wait_for_event("go", {"type": "go", "timeout": "1 hour"})
+
+        @step.do("c")
+        async def c():
+            return y + "C"
+
+        return {"out": await c()}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        body = await request.json()
+        op, arg, wf = body["op"], body.get("arg"), self.env.WORKFLOWS
+        try:
+            if op == "create":
+                result = (await wf.create(arg)).id
+            elif op == "create_batch":
+                made = await wf.create_batch(arg)
+                result = made if isinstance(made, dict) else [i.id for i in made]
+            elif op == "delete_batch":
+                result = await wf.delete_batch(arg)
+            elif op == "delete":
+                result = await (await wf.get(body["id"])).delete()
+            elif op == "restart":
+                inst = await wf.get(body["id"])
+                result = await (inst.restart(arg) if arg is not None else inst.restart())
+            elif op == "status":
+                result = await (await wf.get(body["id"])).status()
+            else:
+                return Response.json({"error": "unknown op " + op}, status=400)
+        except Exception as exc:
+            return Response.json({"error": type(exc).__name__, "message": str(exc)}, status=400)
+        return Response.json({"result": result})
+"""
+
+WF = "dynamic-workflow"
+TENANT = '{"tenantId":"ops"}'
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    root = tmp_path_factory.mktemp("features") / "project"
+    shutil.copytree(FIXTURE, root)
+    (root / "tenants" / "ops").mkdir()
+    (root / "tenants" / "ops" / "worker.py").write_text(OPS)
+    server = Dev(root)
+    try:
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
+
+
+def project_of(dev: Dev) -> Path:
+    return dev.log.parent
+
+
+def op(dev: Dev, name: str, arg: Any = None, **extra: Any) -> Any:
+    r = httpx.post(f"{dev.url}/ops/x", json={"op": name, "arg": arg, **extra}, timeout=300)
+    body = r.json()
+    if r.status_code != 200:
+        return body
+    return body["result"]
+
+
+def api(dev: Dev, method: str, path: str, **kw: Any) -> httpx.Response:
+    url = f"{dev.url}/cdn-cgi/explorer/api/workflows/{WF}{path}"
+    return httpx.request(method, url, timeout=300, **kw)
+
+
+def ids(dev: Dev) -> set[str]:
+    r = api(dev, "GET", "/instances", params={"tenant": TENANT, "per_page": 100})
+    return {i["id"] for i in r.json()["result"]}
+
+
+def status(dev: Dev, id: str) -> dict[str, Any]:
+    r = api(dev, "GET", f"/instances/{id}", params={"tenant": TENANT})
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()["result"]
+    return result
+
+
+def wait_status(dev: Dev, id: str, want: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 300  # a hang guard only
+    while True:
+        detail = status(dev, id)
+        if detail["status"] == want or time.monotonic() > deadline:
+            return detail
+        time.sleep(0.1)
+
+
+# -- 4. delete ---------------------------------------------------------------------------
+def test_delete_through_tenant_binding_explorer_and_cli(dev: Dev) -> None:
+    made = op(dev, "create_batch", [{"id": f"d{i}"} for i in range(1, 6)])
+    assert made == ["d1", "d2", "d3", "d4", "d5"]
+    # the tenant's binding: deleteBatch reports what it deleted and what it did not find
+    out = op(dev, "delete_batch", ["d1", "zz", "d1"])
+    assert out["deleted"] == [{"id": "d1"}]
+    assert [(e["id"], e["code"]) for e in out["errors"]] == [("zz", "instance.not_found")]
+    bad = op(dev, "delete_batch", [])
+    assert bad["error"] == "ValidationError" and "1 to 100" in bad["message"]
+    assert op(dev, "delete", id="d2") is None
+    assert ids(dev) >= {"d3", "d4", "d5"} and not ids(dev) & {"d1", "d2"}
+
+    # the explorer's batch route (no ?tenant=: each id is looked up in every tenant)
+    r = api(dev, "POST", "/instances/batch/delete", json={"instances": ["d3", "nope"]})
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert result["deleted"] == [{"id": "d3"}]
+    assert [e["id"] for e in result["errors"]] == ["nope"]
+    for body in ({"ids": ["d4"]}, {"instances": "d4"}, {"instances": [7]}, [1]):
+        r = api(dev, "POST", "/instances/batch/delete", json=body)
+        assert r.status_code == 400, (body, r.text)
+    assert "d4" in ids(dev)  # bad input changed nothing
+    r = api(
+        dev,
+        "POST",
+        "/instances/batch/delete",
+        params={"tenant": TENANT},
+        json={"instances": ["d4"]},
+    )
+    assert r.json()["result"] == {"deleted": [{"id": "d4"}], "errors": []}
+
+    # the CLI, through the running dev server
+    done = cli(project_of(dev), "instances", "delete", "d5", "--tenant", "ops", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "deleted"
+    assert json.loads(done.stdout)["action"] == "delete"
+    missing = cli(project_of(dev), "instances", "delete", "d5", "--tenant", "ops")
+    assert missing.returncode == 1 and "d5" in missing.stderr
+    assert not ids(dev) & {"d3", "d4", "d5"}
