@@ -56,7 +56,10 @@ class Default(WorkerEntrypoint):
                 result = (await wf.create(arg)).id
             elif op == "create_batch":
                 made = await wf.create_batch(arg)
-                result = made if isinstance(made, dict) else [i.id for i in made]
+                if isinstance(made, dict):
+                    result = {"created": [i.id for i in made["created"]], "errors": made["errors"]}
+                else:
+                    result = [i.id for i in made]
             elif op == "delete_batch":
                 result = await wf.delete_batch(arg)
             elif op == "delete":
@@ -169,3 +172,26 @@ def test_delete_through_tenant_binding_explorer_and_cli(dev: Dev) -> None:
     missing = cli(project_of(dev), "instances", "delete", "d5", "--tenant", "ops")
     assert missing.returncode == 1 and "d5" in missing.stderr
     assert not ids(dev) & {"d3", "d4", "d5"}
+
+
+# -- 7. create_batch forms ---------------------------------------------------------------
+def test_create_batch_forms_through_the_tenant_binding(dev: Dev) -> None:
+    out = op(dev, "create_batch", {"count": 2, "params": {"k": 1}})
+    assert out["errors"] == [] and len(out["created"]) == 2
+    for id in out["created"]:
+        assert wait_status(dev, id, "complete")["output"] == {"out": "ABC"}
+        # the params ride in the tenant's envelope, as for create
+        assert status(dev, id)["params"] == {
+            "__dispatcherMetadata": {"tenantId": "ops"},
+            "params": {"k": 1},
+        }
+    out = op(dev, "create_batch", {"instances": [{"id": "cb1"}, {"id": "cb1"}, {"id": "b a d"}]})
+    assert out["created"] == ["cb1"]
+    assert [(e["index"], e["code"]) for e in out["errors"]] == [
+        (1, "instance.already_exists"),
+        (2, "instance.invalid_options"),
+    ]
+    before = ids(dev)
+    bad = op(dev, "create_batch", {"count": 0})
+    assert bad["error"] == "ValidationError" and "from 1 to 100" in bad["message"]
+    assert ids(dev) == before

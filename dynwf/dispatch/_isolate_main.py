@@ -151,8 +151,11 @@ class RemoteBinding:
             self, await self._call("binding", "create", {**(options or {}), **kwargs})
         )
 
-    async def create_batch(self, items: list[Any]) -> list[RemoteInstance]:
-        return [RemoteInstance(self, i) for i in await self._call("binding", "create_batch", items)]
+    async def create_batch(self, items: Any) -> Any:
+        made = await self._call("binding", "create_batch", items)
+        if isinstance(made, dict):  # the {"count"} / {"instances"} forms
+            return {**made, "created": [RemoteInstance(self, i) for i in made["created"]]}
+        return [RemoteInstance(self, i) for i in made]
 
     async def get(self, id: str) -> RemoteInstance:
         return RemoteInstance(self, await self._call("binding", "get", id))

@@ -524,7 +524,10 @@ class WorkerStub:
             if method == "create":
                 return (await binding.create(args[0])).id
             if method == "create_batch":
-                return [i.id for i in await binding.create_batch(args[0])]
+                made = await binding.create_batch(args[0])
+                if isinstance(made, dict):
+                    return {**made, "created": [i.id for i in made["created"]]}
+                return [i.id for i in made]
             if method == "get":
                 return (await binding.get(args[0])).id
             if method == "delete_batch":

@@ -71,7 +71,7 @@ HOST_CALLS: Mapping[str, tuple[Check, ...]] = {
 # The tenant's Workflow binding: (kind, method) -> the shape of its arguments.
 BINDING_CALLS: Mapping[tuple[str, str], tuple[Check, ...]] = {
     ("binding", "create"): (_obj,),
-    ("binding", "create_batch"): (_list,),
+    ("binding", "create_batch"): (_any,),  # a list, or {"count"} / {"instances"}
     ("binding", "get"): (_str,),
     ("binding", "delete_batch"): (_list,),
     ("instance", "delete"): (_str,),

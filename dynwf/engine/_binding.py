@@ -51,8 +51,19 @@ class WorkflowBinding:
         st = await self._engine.create(self.workflow, self.scope, _merge(options, kwargs))
         return Instance(self._engine, st)
 
-    async def create_batch(self, items: list[Mapping[str, Any]]) -> list[Instance]:
-        """Create up to 100 instances; ids already in use are skipped and left out."""
+    async def create_batch(
+        self, items: list[Mapping[str, Any]] | Mapping[str, Any]
+    ) -> list[Instance] | dict[str, list[Any]]:
+        """Create up to 100 instances.
+
+        A list of create options: the instances made; ids already in use are skipped
+        and left out, and one bad item rejects the whole list. ``{"count": n,
+        "params"?}`` or ``{"instances": [options, ...]}``: ``{"created": [instances],
+        "errors": [{"index", "id", "code", "message"}]}``, one error per item not made.
+        """
+        if isinstance(items, Mapping):
+            made, errors = await self._engine.create_many(self.workflow, self.scope, items)
+            return {"created": [Instance(self._engine, st) for st in made], "errors": errors}
         made = await self._engine.create_batch(self.workflow, self.scope, items)
         return [Instance(self._engine, st) for st in made]
 

@@ -22,6 +22,7 @@ from dynwf.engine._model import InstanceState, StepState, fold
 from dynwf.engine._modify import Modifiers, TimeControl
 from dynwf.engine._recovery import recover_after_crash, recover_journal
 from dynwf.engine._rules import (
+    batch_items,
     check_event_type,
     check_id_batch,
     check_instance_id,
@@ -383,6 +384,46 @@ class Engine:
         st = self._new_instance(workflow, scope, id, params)
         await self.durable()
         return st
+
+    async def create_many(
+        self, workflow: str, scope: str, spec: Mapping[str, Any]
+    ) -> tuple[list[InstanceState], list[dict[str, Any]]]:
+        """``create_batch``'s dict forms (see ``batch_items``): the instances made, and an
+        error ``{"index", "id", "code", "message"}`` for each item that was not (bad
+        options, an id in use or repeated). A bad form raises and creates nothing."""
+        self.workflow(workflow)
+        items = batch_items(spec)
+        made: list[InstanceState] = []
+        errors: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            given = item.get("id")
+            try:
+                id, params = self._check_options(item)
+            except ValidationError as exc:
+                errors.append(
+                    {
+                        "index": index,
+                        "id": given if isinstance(given, str) else None,
+                        "code": "instance.invalid_options",
+                        "message": str(exc),
+                    }
+                )
+                continue
+            if (workflow, scope, id) in self.table.index or id in seen:
+                errors.append(
+                    {
+                        "index": index,
+                        "id": id,
+                        "code": "instance.already_exists",
+                        "message": f"instance id {id!r} is already in use in workflow {workflow!r}",
+                    }
+                )
+                continue
+            seen.add(id)
+            made.append(self._new_instance(workflow, scope, id, params))
+        await self.durable()
+        return made, errors
 
     async def create_batch(
         self, workflow: str, scope: str, items: list[Mapping[str, Any]]

@@ -102,3 +102,49 @@ def check_id_batch(ids: object, *, what: str) -> list[str]:
             f"{what} takes instance id strings; got {bad[0]!r} ({type(bad[0]).__name__})"
         )
     return list(dict.fromkeys(ids))
+
+
+def batch_items(spec: object) -> list[dict[str, Any]]:
+    """The create options a ``create_batch`` dict form stands for: ``{"count": n,
+    "params"?}`` (n instances with new ids and the same params) or ``{"instances":
+    [options, ...]}``; anything else raises ``ValidationError``."""
+    forms = '{"count": n, "params"?: ...} or {"instances": [{"id"?, "params"?}, ...]}'
+    if not isinstance(spec, dict):
+        raise ValidationError(f"create_batch takes a list or {forms}, got {spec!r}")
+    if ("count" in spec) == ("instances" in spec):
+        raise ValidationError(
+            f"create_batch takes exactly one of 'count' and 'instances': {forms}; "
+            f"got keys {sorted(spec)}"
+        )
+    if "count" in spec:
+        unknown = sorted(set(spec) - {"count", "params", "retention"})
+        if unknown:
+            raise ValidationError(
+                f"unknown key(s) {unknown} beside 'count' in create_batch; allowed: "
+                "'count', 'params', 'retention'"
+            )
+        n = spec["count"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BATCH:
+            raise ValidationError(
+                f"create_batch count must be an integer from 1 to {MAX_BATCH}, got {n!r}"
+            )
+        shared = {k: v for k, v in spec.items() if k != "count"}
+        return [dict(shared) for _ in range(n)]
+    unknown = sorted(set(spec) - {"instances"})
+    if unknown:
+        raise ValidationError(
+            f"unknown key(s) {unknown} beside 'instances' in create_batch; allowed: 'instances'"
+        )
+    items = spec["instances"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        n = len(items) if isinstance(items, list) else type(items).__name__
+        raise ValidationError(
+            f"create_batch 'instances' must be a list of 1 to {MAX_BATCH} option dicts, got {n}"
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValidationError(
+                f"create_batch 'instances'[{i}] must be a dict like {{'id': ..., 'params': ...}}, "
+                f"got {item!r}"
+            )
+    return [dict(item) for item in items]
