@@ -37,6 +37,12 @@ class TenantWorkflow(WorkflowEntrypoint):
             return x + "B"
 
         y = await b()
+
+        @step.do("secret", config={"sensitive": "output"})
+        async def secret():
+            return "s3cr3t"
+
+        n = len(await secret())
         if p.get("wait"):
             await step.wait_for_event("go", {"type": "go", "timeout": "1 hour"})
 
@@ -44,7 +50,7 @@ class TenantWorkflow(WorkflowEntrypoint):
         async def c():
             return y + "C"
 
-        return {"out": await c()}
+        return {"out": await c(), "n": n}
 
 
 class Default(WorkerEntrypoint):
@@ -179,7 +185,7 @@ def test_create_batch_forms_through_the_tenant_binding(dev: Dev) -> None:
     out = op(dev, "create_batch", {"count": 2, "params": {"k": 1}})
     assert out["errors"] == [] and len(out["created"]) == 2
     for id in out["created"]:
-        assert wait_status(dev, id, "complete")["output"] == {"out": "ABC"}
+        assert wait_status(dev, id, "complete")["output"] == {"out": "ABC", "n": 6}
         # the params ride in the tenant's envelope, as for create
         assert status(dev, id)["params"] == {
             "__dispatcherMetadata": {"tenantId": "ops"},
@@ -195,3 +201,20 @@ def test_create_batch_forms_through_the_tenant_binding(dev: Dev) -> None:
     bad = op(dev, "create_batch", {"count": 0})
     assert bad["error"] == "ValidationError" and "from 1 to 100" in bad["message"]
     assert ids(dev) == before
+
+
+# -- 2. sensitive output -----------------------------------------------------------------
+def test_sensitive_step_output_is_redacted_in_every_view(dev: Dev) -> None:
+    assert op(dev, "create", {"id": "sens"}) == "sens"
+    detail = wait_status(dev, "sens", "complete")
+    assert detail["output"] == {"out": "ABC", "n": 6}  # the value flowed on
+    secret = next(s for s in detail["steps"] if s["name"] == "secret-1")
+    assert secret["output"] == "[REDACTED]" and secret["config"]["sensitive"] == "output"
+    project = project_of(dev)
+    seen = cli(project, "inspect", "sens", "--tenant", "ops", "--json")
+    assert seen.returncode == 0, seen.stderr
+    assert "s3cr3t" not in seen.stdout and "[REDACTED]" in seen.stdout
+    shown = cli(project, "inspect", "sens", "--tenant", "ops")
+    assert shown.returncode == 0, shown.stderr
+    assert "s3cr3t" not in shown.stdout
+    assert "s3cr3t" not in dev.output()

@@ -39,6 +39,11 @@ class RetriesDict(TypedDict, total=False):
 class StepConfigDict(TypedDict, total=False):
     retries: RetriesDict
     timeout: str | int
+    sensitive: Literal["output"]
+
+
+# What every view shows for the output of a step configured ``sensitive: "output"``.
+REDACTED = "[REDACTED]"
 
 
 DEFAULT_CONFIG: StepConfigDict = {
@@ -96,8 +101,13 @@ class StepConfig:
     timeout_ms: int
     raw: Mapping[str, Any]
 
+    @property
+    def sensitive(self) -> bool:
+        """The step's output is shown as ``REDACTED`` (it still flows to later steps)."""
+        return self.raw.get("sensitive") == "output"
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        frozen: dict[str, Any] = {
             "retries": {
                 "limit": self.retries.limit,
                 "delay": self.raw["retries"]["delay"],
@@ -105,6 +115,9 @@ class StepConfig:
             },
             "timeout": self.raw["timeout"],
         }
+        if self.sensitive:
+            frozen["sensitive"] = "output"
+        return frozen
 
 
 _DEFAULT: StepConfig | None = None
@@ -124,10 +137,17 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
     where = f"step {step!r}"
     if not isinstance(config, Mapping):
         raise InvalidStepConfigError(f"{where}: config must be a dict, got {type(config).__name__}")
-    unknown = set(config) - {"retries", "timeout"}
+    unknown = set(config) - {"retries", "timeout", "sensitive"}
     if unknown:
         raise InvalidStepConfigError(
-            f"{where}: unknown config key(s) {sorted(unknown)}; allowed: 'retries', 'timeout'"
+            f"{where}: unknown config key(s) {sorted(unknown)}; allowed: 'retries', 'timeout', "
+            "'sensitive'"
+        )
+    sensitive = config.get("sensitive")
+    if sensitive is not None and sensitive != "output":
+        raise InvalidStepConfigError(
+            f"{where}: config 'sensitive' must be 'output' (the step's output is then shown "
+            f"as {REDACTED!r} everywhere), got {sensitive!r}"
         )
     retries_in = config.get("retries", {})
     if not isinstance(retries_in, Mapping):
@@ -152,7 +172,9 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
     timeout_ms = parse_duration(timeout, what=f"{where}: timeout")
     if timeout_ms <= 0:
         raise InvalidStepConfigError(f"{where}: timeout {timeout!r} must be longer than 0 ms")
-    raw = {"retries": retries, "timeout": timeout}
+    raw: dict[str, Any] = {"retries": retries, "timeout": timeout}
+    if sensitive is not None:
+        raw["sensitive"] = sensitive
     return StepConfig(
         RetryPolicy(limit, delay_ms, cast(Backoff, retries["backoff"])), timeout_ms, raw
     )
