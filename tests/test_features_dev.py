@@ -218,3 +218,44 @@ def test_sensitive_step_output_is_redacted_in_every_view(dev: Dev) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "s3cr3t" not in shown.stdout
     assert "s3cr3t" not in dev.output()
+
+
+# -- 1. restart from a step ---------------------------------------------------------------
+def executions(detail: dict[str, Any]) -> dict[str, int]:
+    return {s["name"]: s["executions"] for s in detail["steps"]}
+
+
+def test_restart_from_through_tenant_binding_explorer_and_cli(dev: Dev) -> None:
+    assert op(dev, "create", {"id": "rf"}) == "rf"
+    first = wait_status(dev, "rf", "complete")
+    assert executions(first) == {"a-1": 1, "b-1": 1, "secret-1": 1, "c-1": 1}
+
+    # the tenant's binding, in its isolate
+    assert op(dev, "restart", {"from": {"name": "b"}}, id="rf") is None
+    again = wait_status(dev, "rf", "complete")
+    assert executions(again) == {"a-1": 1, "b-1": 1, "secret-1": 1, "c-1": 1}
+    assert again["steps"][0]["replays"] >= 1  # "a" was kept, and replayed
+    bad = op(dev, "restart", {"from": {"name": "zz"}}, id="rf")
+    assert bad["error"] == "ValidationError" and "'zz'" in bad["message"]
+
+    # the explorer API: PATCH status with "from"
+    patch = "/instances/rf/status"
+    r = api(dev, "PATCH", patch, json={"action": "restart", "from": {"name": "c"}})
+    assert r.status_code == 200, r.text
+    assert wait_status(dev, "rf", "complete")["output"] == {"out": "ABC", "n": 6}
+    r = api(dev, "PATCH", patch, json={"action": "restart", "from": {"name": "nope"}})
+    assert r.status_code == 400 and "'nope'" in r.json()["errors"][0]["message"]
+    r = api(dev, "PATCH", patch, json={"action": "pause", "from": {"name": "c"}})
+    assert r.status_code == 400
+    assert status(dev, "rf")["status"] == "complete"  # bad input changed nothing
+
+    # the CLI
+    project = project_of(dev)
+    done = cli(project, "instances", "restart", "rf", "-t", "ops", "--from", "secret#1", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["action"] == "restart"
+    assert wait_status(dev, "rf", "complete")["output"] == {"out": "ABC", "n": 6}
+    unknown = cli(project, "instances", "restart", "rf", "-t", "ops", "--from", "zz#2")
+    assert unknown.returncode == 2 and "'zz' (call 2)" in unknown.stderr
+    typo = cli(project, "instances", "restart", "rf", "-t", "ops", "--from-type", "do")
+    assert typo.returncode == 2 and "--from STEP" in typo.stderr

@@ -82,12 +82,24 @@ _STEERING = {
         "that is complete, errored or terminated.",
         "terminated",
     ),
-    "restart": (
-        "Restart an instance from scratch with its original params: its steps, buffered "
-        "events and timers are wiped.",
-        "restarted",
-    ),
 }
+_RESTART_HELP = (
+    "Restart an instance with its original params: its steps, buffered events and timers "
+    "are wiped and it runs from the top. With --from STEP[#N] it runs again from that step "
+    "instead: the steps journaled before it keep their results (N: the Nth step of that "
+    "name, default 1; --from-type narrows to do, sleep or waitForEvent). An unknown step "
+    "is an error that changes nothing."
+)
+_RESTART_EXAMPLES = """\
+Examples:
+
+  dynwf instances restart order-17
+
+  dynwf instances restart order-17 --from charge
+
+  dynwf instances restart order-17 --from 'poll#3' --from-type do --json
+
+"""
 
 
 _NOT_PAUSED = ("queued", "running", "waiting")
@@ -162,6 +174,64 @@ def _steering_command(action: str, help: str, what: str) -> Callable[..., None]:
 
 for _action, (_help, _what) in _STEERING.items():
     _steering_command(_action, _help, _what)
+
+
+def parse_from(value: str, kind: str | None) -> dict[str, Any]:
+    """``STEP`` or ``STEP#N`` (and a --from-type) as restart's ``from``."""
+    name, sep, count = value.rpartition("#")
+    if not sep or not count.isdigit():
+        name, count = value, "1"
+    if not name or int(count) < 1:
+        raise fail(
+            f"--from {escape(repr(value))} is not STEP or STEP#N (N >= 1), e.g. --from charge#2",
+            code=2,
+        )
+    start: dict[str, Any] = {"name": name, "count": int(count)}
+    if kind is not None:
+        start["type"] = kind
+    return start
+
+
+@instances.command("restart", help=_RESTART_HELP, epilog=_RESTART_EXAMPLES + _JSON_SHAPE)
+def restart(
+    id: IdArg,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="STEP[#N]",
+            help="Run again from this step, keeping the steps before it.",
+        ),
+    ] = None,
+    from_type: Annotated[
+        str | None,
+        typer.Option(
+            "--from-type",
+            metavar="TYPE",
+            help="The --from step's type: do, sleep or waitForEvent. Default: any.",
+        ),
+    ] = None,
+    workflow: WorkflowOpt = None,
+    tenant: TenantOpt = None,
+    persist_to: PersistTo = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restart an instance (see _RESTART_HELP)."""
+    if from_type is not None and from_ is None:
+        raise fail("--from-type goes with --from STEP", code=2)
+    if from_type is not None and from_type not in ("do", "sleep", "waitForEvent"):
+        raise fail(
+            f"--from-type {escape(repr(from_type))} is not one of do, sleep, waitForEvent",
+            code=2,
+        )
+    start = parse_from(from_, from_type) if from_ is not None else None
+
+    async def steer(client: StateClient) -> Steered:
+        return await client.restart(id, workflow=workflow, tenant=tenant, start=start)
+
+    client, done = with_state(persist_to, steer)
+    what = "restarted" if start is None else f"restarted from step {escape(repr(from_))}"
+    _report(client, done, what, as_json)
 
 _SEND_HELP = (
     "Send an event to an instance. It is buffered durably until a "

@@ -152,8 +152,16 @@ class HttpStateClient(Steering):
             return await self._after(c, id, place, "send_event", before.get("status"))
 
     async def _steer(
-        self, id: str, workflow: str | None, tenant: str | None, action: Action
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
+        body: dict[str, Any] = {"action": action}
+        if start is not None:
+            body["from"] = start
         async with self._client() as c:
             place = await self._resolve(c, id, workflow, tenant)
             before = await self._detail(c, place[0], id, place[1])
@@ -162,7 +170,7 @@ class HttpStateClient(Steering):
                 "PATCH",
                 _path(place[0], id, "status"),
                 tenant=place[1],
-                content=json.dumps({"action": action}),
+                content=json.dumps(body),
                 instance=(id, place),
             )
             return await self._after(c, id, place, action, before.get("status"))

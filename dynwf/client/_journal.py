@@ -98,10 +98,18 @@ class JournalStateClient(Steering):
         return await self._with_engine(id, workflow, tenant, "send_event", send)
 
     async def _steer(
-        self, id: str, workflow: str | None, tenant: str | None, action: Action
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
         async def act(engine: Engine, st: InstanceState) -> None:
-            await getattr(engine, action)(st)
+            if start is not None:
+                await engine.restart(st, {"from": start})
+            else:
+                await getattr(engine, action)(st)
 
         return await self._with_engine(id, workflow, tenant, action, act)
 

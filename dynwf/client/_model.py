@@ -127,8 +127,15 @@ class StateClient(Protocol):
     ) -> Steered: ...
 
     async def restart(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered: ...
+        self,
+        id: str,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        start: dict[str, Any] | None = None,
+    ) -> Steered:
+        """From the top, or with ``start`` (``{"name", "count"?, "type"?}``) from that step."""
+        ...
 
     async def send_event(
         self,
@@ -159,7 +166,12 @@ class Steering:
     """``pause``/``resume``/``terminate``/``restart`` of a client, through its ``_steer``."""
 
     async def _steer(
-        self, id: str, workflow: str | None, tenant: str | None, action: Action
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
         raise NotImplementedError
 
@@ -179,9 +191,14 @@ class Steering:
         return await self._steer(id, workflow, tenant, "terminate")
 
     async def restart(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+        self,
+        id: str,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
-        return await self._steer(id, workflow, tenant, "restart")
+        return await self._steer(id, workflow, tenant, "restart", start)
 
 
 def check_listing(status: str | None, limit: int) -> None:

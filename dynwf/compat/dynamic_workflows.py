@@ -159,8 +159,8 @@ class WrappedInstance:
     async def terminate(self) -> Any:
         return await self._handle.terminate()
 
-    async def restart(self) -> Any:
-        return await self._handle.restart()
+    async def restart(self, options: Any = None) -> Any:
+        return await (self._handle.restart(options) if options else self._handle.restart())
 
     async def send_event(self, *, type: str, payload: Any) -> Any:
         return await self._handle.sendEvent({"type": type, "payload": payload})

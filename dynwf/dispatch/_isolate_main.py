@@ -114,8 +114,8 @@ class RemoteInstance:
     async def terminate(self) -> None:
         await self._call("terminate")
 
-    async def restart(self) -> None:
-        await self._call("restart")
+    async def restart(self, options: Any = None, **kwargs: Any) -> None:
+        await self._call("restart", {**(options or {}), **kwargs} if options or kwargs else None)
 
     async def send_event(self, event: Any = None, **kwargs: Any) -> None:
         await self._call("send_event", {**(event or {}), **kwargs})

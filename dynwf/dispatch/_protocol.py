@@ -79,7 +79,7 @@ BINDING_CALLS: Mapping[tuple[str, str], tuple[Check, ...]] = {
     ("instance", "pause"): (_str,),
     ("instance", "resume"): (_str,),
     ("instance", "terminate"): (_str,),
-    ("instance", "restart"): (_str,),
+    ("instance", "restart"): (_str, _any),  # id, options (None or {"from": ...})
     ("instance", "send_event"): (_str, _obj),
 }
 

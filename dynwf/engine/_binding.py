@@ -131,8 +131,11 @@ class Instance:
     async def terminate(self) -> None:
         await self._engine.terminate(self._state())
 
-    async def restart(self) -> None:
-        await self._engine.restart(self._state())
+    async def restart(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Run again from the top, or ``restart({"from": {"name", "count"?, "type"?}})``:
+        keep the steps before that step and run again from it."""
+        opts = _merge(options, kwargs) if options is not None or kwargs else None
+        await self._engine.restart(self._state(), opts)
 
     async def delete(self) -> None:
         """Stop the instance if it runs and delete it: ``get()`` no longer finds it and

@@ -26,6 +26,7 @@ from dynwf.engine._rules import (
     check_event_type,
     check_id_batch,
     check_instance_id,
+    check_restart_options,
     check_workflow_name,
     json_value,
 )
@@ -470,8 +471,27 @@ class Engine:
         self.set_status(st, Event.TERMINATE)  # raises on finished instances
         await self.durable()
 
-    async def restart(self, st: InstanceState) -> None:
-        self.record(st, "restart", None, {})
+    async def restart(self, st: InstanceState, options: Mapping[str, Any] | None = None) -> None:
+        """Run the instance again from the top with its params; with ``{"from": {"name",
+        "count"?, "type"?}}``, keep the steps journaled before that step and run again
+        from it. An unknown step raises ``ValidationError`` and changes nothing."""
+        start = check_restart_options(dict(options) if options is not None else None)
+        data: dict[str, Any] = {}
+        if start is not None:
+            wiped = st.steps_from(start["name"], start["count"], start["type"])
+            if wiped is None:
+                which = f"{start['name']!r}" + (
+                    f" (call {start['count']})" if start["count"] > 1 else ""
+                )
+                if start["type"] is not None:
+                    which += f" of type {start['type']!r}"
+                known = ", ".join(f"{s.name}-{s.count} ({s.kind})" for s in st.steps.values())
+                raise ValidationError(
+                    f"cannot restart instance {st.id!r} from step {which}: its journal has no "
+                    f"such step (its steps: {known or 'none yet'}); nothing was changed"
+                )
+            data["keep"] = [k for k in st.steps if k not in set(wiped)]
+        self.record(st, "restart", None, data)
         self.set_status(st, Event.RESTART)
         await self.durable()
 

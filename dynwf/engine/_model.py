@@ -21,7 +21,8 @@ Fact kinds (``data`` is a JSON object):
     wait_done    {event?, output?, error?}            event seq consumed, or timeout
     event        {type, payload}                      buffered event (its seq is its id)
     resume       {shift}                              pending timers move by shift ms
-    restart      {}                                   wipe steps, events and timers
+    restart      {keep?: [step keys]}                 wipe steps (but those in keep: a
+                                                      restart from a step), events, timers
     pass         {replayed: [step keys]}              a run pass ended
     warning      {message, missing, ran}              replay divergence
     parked       {reason}                             its code did not load; it waits
@@ -181,6 +182,19 @@ class InstanceState:
         times = [s.wake_at for s in self.steps.values() if not s.done and s.wake_at is not None]
         return min(times) if times else None
 
+    def steps_from(self, name: str, count: int = 1, kind: str | None = None) -> list[str] | None:
+        """The keys of the ``count``-th step named ``name`` (of ``kind``, if given) and of
+        every step journaled after it, in journal order; None if there is no such step."""
+        seen = 0
+        keys = list(self.steps)
+        for i, key in enumerate(keys):
+            s = self.steps[key]
+            if s.name == name and (kind is None or s.kind == kind):
+                seen += 1
+                if seen == count:
+                    return keys[i:]
+        return None
+
     def waiting_types(self) -> set[str]:
         return {
             s.event_type
@@ -278,8 +292,9 @@ def _resume(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str,
 
 
 def _restart(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
-    st.steps.clear()
-    st.do_count = 0
+    keep = set(d.get("keep", ()))
+    st.steps = {k: s for k, s in st.steps.items() if k in keep}
+    st.do_count = sum(1 for s in st.steps.values() if s.kind == "do")
     st.events.clear()
     st.warnings.clear()
     st.output = st.error = st.ended = st.started = st.paused_at = None

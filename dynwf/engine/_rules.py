@@ -148,3 +148,40 @@ def batch_items(spec: object) -> list[dict[str, Any]]:
                 f"got {item!r}"
             )
     return [dict(item) for item in items]
+
+
+STEP_TYPES = ("do", "sleep", "waitForEvent")
+
+
+def check_restart_options(options: object) -> dict[str, Any] | None:
+    """``restart()``'s options: None, ``{}``, or ``{"from": {"name", "count"?, "type"?}}``;
+    the ``from`` with its defaults filled (count 1, type None: any type)."""
+    example = '{"from": {"name": "step name", "count": 1, "type": "do"}}'
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise ValidationError(f"restart() takes options like {example}, got {options!r}")
+    unknown = sorted(set(options) - {"from"})
+    if unknown:
+        raise ValidationError(f"unknown restart option(s) {unknown}; allowed: 'from' ({example})")
+    spec = options.get("from")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValidationError(
+            f"restart 'from' must be a dict with a step 'name' like {example}, got {spec!r}"
+        )
+    unknown = sorted(set(spec) - {"name", "count", "type"})
+    if unknown:
+        raise ValidationError(
+            f"unknown key(s) {unknown} in restart 'from'; allowed: 'name', 'count', 'type'"
+        )
+    count = spec.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValidationError(f"restart 'from' count must be an integer >= 1, got {count!r}")
+    kind = spec.get("type")
+    if kind is not None and kind not in STEP_TYPES:
+        raise ValidationError(
+            f"restart 'from' type must be one of {', '.join(map(repr, STEP_TYPES))}, got {kind!r}"
+        )
+    return {"name": spec["name"], "count": count, "type": kind}

@@ -25,6 +25,8 @@ or where dynwf's explorer API spec decides otherwise:
    workflow, or of one tenant with ``?tenant=``) stop and forget instances as wrangler
    does; a deleted instance answers 404 at once (wrangler keeps serving its detail
    until restart). The journal keeps its facts, marked deleted.
+   ``PATCH .../status`` takes ``{"action": "restart", "from": {"name", "count"?,
+   "type"?}}`` (restart from a step); an unknown step is a 400 naming it.
    ``POST .../instances/batch/delete`` with ``{"instances": [id, ...]}`` (1 to 100, a
    repeated id once) answers ``{"deleted": [{"id"}], "errors": [{"id", "code",
    "message"}]}``, the shape of Cloudflare's API and binding ``deleteBatch``; wrangler
@@ -404,9 +406,15 @@ class Explorer:
         if action not in ACTIONS:
             shown = "undefined" if action is _ABSENT else _js(action)
             raise ApiError(400, f"Invalid action '{shown}'. Must be one of: {', '.join(ACTIONS)}.")
+        start = body.get("from")
+        if start is not None and action != "restart":
+            raise ApiError(400, f"'from' goes with the action 'restart' only, not '{action}'.")
         scope, _ = self._state(name, id, call.tenant)
         inst = await self.engine.binding(name, scope=scope).get(id)
-        await getattr(inst, action)()
+        if start is not None:
+            await inst.restart({"from": start})  # a bad or unknown step: 400, nothing changed
+        else:
+            await getattr(inst, action)()
         return ok({"success": True})
 
     async def send_event(self, call: Call, name: str, id: str, type_: str) -> dict[str, Any]:
