@@ -11,6 +11,7 @@ from dynwf.errors import ValidationError
 from dynwf.workers import WorkflowEntrypoint
 from tests.conftest import Harness
 
+
 class Counted(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         counts = Path(event["payload"]["counts"])
@@ -19,15 +20,14 @@ class Counted(WorkflowEntrypoint):
             with counts.open("a") as f:
                 f.write(name + "\n")
 
-        out = []
-        for name in ("a", "b", "a"):
-
-            @step.do(name)
+        def named(name: str) -> Any:
             async def do() -> str:
                 ran(name)
                 return name.upper()
 
-            out.append(await do())
+            return step.do(name)(do)
+
+        out = [await named(name)() for name in ("a", "b", "a")]
         await step.sleep("nap", "1 second")
 
         @step.do("c")
