@@ -69,7 +69,14 @@ class RemoteHost:
             )
 
     async def do_end(
-        self, key: str, attempt: int, ok: bool, value: Any, error: Any, retryable: bool
+        self,
+        key: str,
+        attempt: int,
+        ok: bool,
+        value: Any,
+        error: Any,
+        retryable: bool,
+        delay_ms: int | None = None,
     ) -> Outcome:
         if ok:
             # A success's outcome is always ("done", value): send it one way and go on.
@@ -84,7 +91,8 @@ class RemoteHost:
                 }
             )
             return ("done", value)
-        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable))
+        delay = [] if delay_ms is None else [delay_ms]  # a dynamic retry delay's answer
+        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable, *delay))
 
     async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:
         await self._call("sleep", key, name, count, ms, until)

@@ -44,6 +44,11 @@ class StepConfigDict(TypedDict, total=False):
 
 # What every view shows for the output of a step configured ``sensitive: "output"``.
 REDACTED = "[REDACTED]"
+# A callable ``retries.delay`` as the journal freezes it: the callable runs where the
+# tenant's code runs, once per failed attempt, and says the base delay of that retry.
+DYNAMIC_DELAY = "[dynamic]"
+# How long a delay callable may take (Cloudflare's DELAY_FUNCTION_TIMEOUT_MS).
+DELAY_FUNCTION_TIMEOUT_S = 5.0
 
 
 DEFAULT_CONFIG: StepConfigDict = {
@@ -80,17 +85,21 @@ def parse_duration(value: object, *, what: str = "duration") -> int:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     limit: int
-    delay_ms: int
+    delay_ms: int  # 0 for a dynamic delay: the callable's answer is the base instead
     backoff: Backoff
+    dynamic: bool = False
 
-    def delay_before_retry(self, attempts_made: int) -> int:
-        """Delay before the next attempt once ``attempts_made`` attempts have failed."""
+    def delay_before_retry(self, attempts_made: int, base_ms: int | None = None) -> int:
+        """Delay before the next attempt once ``attempts_made`` attempts have failed;
+        ``base_ms`` is a dynamic delay's answer for this attempt (it goes through the
+        backoff like a fixed delay)."""
         k = attempts_made
+        base = self.delay_ms if base_ms is None else base_ms
         if self.backoff == "constant":
-            return self.delay_ms
+            return base
         if self.backoff == "linear":
-            return self.delay_ms * k
-        return int(self.delay_ms * 2 ** (k - 1))
+            return base * k
+        return int(base * 2 ** (k - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +176,12 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
         raise InvalidStepConfigError(
             f"{where}: retries.backoff {retries['backoff']!r} must be 'constant', 'linear' or 'exponential'"
         )
-    delay_ms = parse_duration(retries["delay"], what=f"{where}: retries.delay")
+    dynamic = callable(retries["delay"]) or retries["delay"] == DYNAMIC_DELAY
+    if dynamic:
+        retries["delay"] = DYNAMIC_DELAY
+        delay_ms = 0
+    else:
+        delay_ms = parse_duration(retries["delay"], what=f"{where}: retries.delay")
     timeout = config.get("timeout", DEFAULT_CONFIG["timeout"])
     timeout_ms = parse_duration(timeout, what=f"{where}: timeout")
     if timeout_ms <= 0:
@@ -176,7 +190,7 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
     if sensitive is not None:
         raw["sensitive"] = sensitive
     return StepConfig(
-        RetryPolicy(limit, delay_ms, cast(Backoff, retries["backoff"])), timeout_ms, raw
+        RetryPolicy(limit, delay_ms, cast(Backoff, retries["backoff"]), dynamic), timeout_ms, raw
     )
 
 

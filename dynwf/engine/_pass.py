@@ -327,7 +327,14 @@ class Pass:
         return outcome
 
     async def do_end(
-        self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
+        self,
+        key: str,
+        attempt: int,
+        ok: bool,
+        value: Any,
+        error: ErrorDict | None,
+        retryable: bool,
+        delay_ms: int | None = None,
     ) -> Outcome:
         if ok:
             return self.do_done(key, attempt, value)
@@ -336,7 +343,9 @@ class Pass:
         if s is None:
             await self._suspend()  # the engine ended it at its deadline: this pass is over
         assert s is not None and error is not None
-        outcome = self._attempt_failed(s, error, retryable)
+        if delay_ms is not None and (isinstance(delay_ms, bool) or delay_ms < 0):
+            delay_ms = None  # not a delay: the policy's own (an isolate's bad report)
+        outcome = self._attempt_failed(s, error, retryable, delay_ms)
         eng.step_finished(st, s)
         if outcome is None:
             await self._suspend()
@@ -360,13 +369,18 @@ class Pass:
         self.maybe_cancel()
         return ("done", value)
 
-    def _attempt_failed(self, s: StepState, error: ErrorDict, retryable: bool) -> Outcome | None:
-        """Record a failed attempt; the final error, or None when a retry is due later."""
+    def _attempt_failed(
+        self, s: StepState, error: ErrorDict, retryable: bool, base_ms: int | None = None
+    ) -> Outcome | None:
+        """Record a failed attempt; the final error, or None when a retry is due later.
+        ``base_ms``: a dynamic delay's answer for this attempt (else the policy's delay;
+        a dynamic policy with no answer, e.g. an attempt cut off by a crash, uses 0)."""
         eng = self.engine
         policy = self._config(s).retries
         made = len(s.attempts)
         if retryable and made <= policy.limit:
-            delay = 0 if self.time.skips_retry(s.name) else policy.delay_before_retry(made)
+            skip = self.time.skips_retry(s.name)
+            delay = 0 if skip else policy.delay_before_retry(made, base_ms)
             eng.record(
                 self.st,
                 "attempt_end",

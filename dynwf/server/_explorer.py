@@ -26,7 +26,8 @@ or where dynwf's explorer API spec decides otherwise:
    does; a deleted instance answers 404 at once (wrangler keeps serving its detail
    until restart). The journal keeps its facts, marked deleted.
    ``PATCH .../status`` takes ``{"action": "restart", "from": {"name", "count"?,
-   "type"?}}`` (restart from a step); an unknown step is a 400 naming it.
+   "type"?}}`` (restart from a step); an unknown step is a 400 naming it; beside
+   another action ``from`` is ignored, as wrangler 4.86 does.
    ``POST .../instances/batch/delete`` with ``{"instances": [id, ...]}`` (1 to 100, a
    repeated id once) answers ``{"deleted": [{"id"}], "errors": [{"id", "code",
    "message"}]}``, the shape of Cloudflare's API and binding ``deleteBatch``; wrangler
@@ -406,9 +407,8 @@ class Explorer:
         if action not in ACTIONS:
             shown = "undefined" if action is _ABSENT else _js(action)
             raise ApiError(400, f"Invalid action '{shown}'. Must be one of: {', '.join(ACTIONS)}.")
-        start = body.get("from")
-        if start is not None and action != "restart":
-            raise ApiError(400, f"'from' goes with the action 'restart' only, not '{action}'.")
+        # wrangler 4.86 ignores "from" beside any other action (recorded); so does dynwf
+        start = body.get("from") if action == "restart" else None
         scope, _ = self._state(name, id, call.tenant)
         inst = await self.engine.binding(name, scope=scope).get(id)
         if start is not None:
