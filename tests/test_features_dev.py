@@ -303,3 +303,39 @@ def test_callable_retry_delay_runs_in_the_tenants_isolate(dev: Dev) -> None:
         ]
     }
     assert len(detail["steps"][0]["attempts"]) == 1
+
+
+# -- 5. retention ---------------------------------------------------------------------------
+def test_retention_through_tenant_binding_explorer_and_inspect(dev: Dev) -> None:
+    made = op(dev, "create", {"id": "keep1h", "retention": {"successRetention": "1 hour"}})
+    assert made == "keep1h"
+    detail = wait_status(dev, "keep1h", "complete")
+    assert detail["expires"] is not None
+    project = project_of(dev)
+    shown = cli(project, "inspect", "keep1h", "--tenant", "ops")
+    assert shown.returncode == 0, shown.stderr
+    assert "Expires" in shown.stdout and "retention" in shown.stdout
+    bad = op(dev, "create", {"id": "badret", "retention": {"successRetention": "soon"}})
+    assert bad["error"] == "InvalidDurationError" and "successRetention" in bad["message"]
+    assert "badret" not in ids(dev)
+
+    # the explorer's create takes a retention too; the instance is gone once it is past
+    r = api(
+        dev,
+        "POST",
+        "/instances",
+        params={"tenant": TENANT},
+        json={
+            "id": "brief",
+            "params": {"__dispatcherMetadata": {"tenantId": "ops"}, "params": {}},
+            "retention": {"successRetention": 1500},
+        },
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 300  # a hang guard only
+    while "brief" in ids(dev) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "brief" not in ids(dev)
+    gone = api(dev, "GET", "/instances/brief", params={"tenant": TENANT})
+    assert gone.status_code == 404
+    assert "keep1h" in ids(dev)

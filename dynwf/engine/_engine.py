@@ -27,6 +27,7 @@ from dynwf.engine._rules import (
     check_id_batch,
     check_instance_id,
     check_restart_options,
+    check_retention,
     check_workflow_name,
     json_value,
 )
@@ -351,38 +352,44 @@ class Engine:
         """The instance ``uid`` if it is loaded (running, waiting or looked up)."""
         return self.table.states.get(uid)
 
-    def _new_instance(self, workflow: str, scope: str, id: str, params: Any) -> InstanceState:
+    def _new_instance(
+        self, workflow: str, scope: str, id: str, params: Any, retention: dict[str, int] | None
+    ) -> InstanceState:
         st = InstanceState(uuid.uuid4().hex)
-        self.record(
-            st, "created", None, {"workflow": workflow, "scope": scope, "id": id, "params": params}
-        )
+        created = {"workflow": workflow, "scope": scope, "id": id, "params": params}
+        if retention is not None:
+            created["retention"] = retention
+        self.record(st, "created", None, created)
         self.table.add(st)
         self.set_status(st, Event.CREATE)
         return st
 
-    def _check_options(self, options: Mapping[str, Any] | None) -> tuple[str, Any]:
+    def _check_options(
+        self, options: Mapping[str, Any] | None
+    ) -> tuple[str, Any, dict[str, int] | None]:
+        """A create's id (a new UUID if none), params and retention (ms), all checked."""
         options = dict(options or {})
         unknown = set(options) - {"id", "params", "retention"}
         if unknown:
             raise ValidationError(
-                f"unknown create option(s) {sorted(unknown)}; allowed: 'id', 'params'"
+                f"unknown create option(s) {sorted(unknown)}; allowed: 'id', 'params', 'retention'"
             )
         id = options.get("id")
         id = check_instance_id(id) if id is not None else str(uuid.uuid4())
         params, _ = json_value(options.get("params"), what=f"params of instance {id!r}")
-        return id, params
+        return id, params, check_retention(options.get("retention"), id=id)
 
     async def create(
         self, workflow: str, scope: str, options: Mapping[str, Any] | None
     ) -> InstanceState:
         self.workflow(workflow)
-        id, params = self._check_options(options)
+        id, params, retention = self._check_options(options)
         if (workflow, scope, id) in self.table.index:
             raise InstanceExistsError(
                 f"instance id {id!r} is already in use in workflow {workflow!r}; choose another id "
                 "or get() the existing instance"
             )
-        st = self._new_instance(workflow, scope, id, params)
+        st = self._new_instance(workflow, scope, id, params, retention)
         await self.durable()
         return st
 
@@ -400,7 +407,7 @@ class Engine:
         for index, item in enumerate(items):
             given = item.get("id")
             try:
-                id, params = self._check_options(item)
+                id, params, retention = self._check_options(item)
             except ValidationError as exc:
                 errors.append(
                     {
@@ -422,7 +429,7 @@ class Engine:
                 )
                 continue
             seen.add(id)
-            made.append(self._new_instance(workflow, scope, id, params))
+            made.append(self._new_instance(workflow, scope, id, params, retention))
         await self.durable()
         return made, errors
 
@@ -435,11 +442,11 @@ class Engine:
             raise ValidationError(f"create_batch takes a list of 1 to 100 items, got {n}")
         checked = [self._check_options(o) for o in items]  # all-or-nothing validation
         made, seen = [], set()
-        for id, params in checked:
+        for id, params, retention in checked:
             if (workflow, scope, id) in self.table.index or id in seen:
                 continue
             seen.add(id)
-            made.append(self._new_instance(workflow, scope, id, params))
+            made.append(self._new_instance(workflow, scope, id, params, retention))
         await self.durable()
         return made
 
@@ -526,6 +533,30 @@ class Engine:
             await self.delete(self.state(uid))
             deleted.append({"id": id})
         return {"deleted": deleted, "errors": errors}
+
+    def expire(self, st: InstanceState) -> None:
+        """A finished instance past its retention: it is gone (not found), and once a
+        tombstone fact is durable its other facts are removed from the journal. The
+        tombstone keeps the journal's newest seq (see ``WriterMark``). No-op for an
+        instance not (or no longer) due, e.g. restarted meanwhile."""
+        at = st.expires_at
+        if at is None or at > self.clock.now_ms() or st.deleted:
+            return
+        self.scheduler.forget(st)
+        self.record(st, "deleted", None, {"expired": True})
+        self.table.forget(st)
+
+        def compact(error: BaseException | None) -> None:
+            self.scheduler.update_idle()  # the tombstone's commit was the work left
+            if error is not None or self.group_commit.journal is None:
+                return  # fail-stop: the engine reports it; the next start expires it again
+            try:
+                self.group_commit.journal.compact([st.uid])
+            except JournalError:
+                log.exception("could not remove the facts of expired instance %s", st.id)
+
+        self.when_durable(compact)
+        self.emit("expired", st)
 
     # -- reading -----------------------------------------------------------------------
     def instances(

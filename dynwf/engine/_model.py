@@ -5,7 +5,9 @@ and hands it to the journal. Recovery applies the same facts in the same order,
 so the live state and the recovered state cannot drift apart.
 
 Fact kinds (``data`` is a JSON object):
-    created      {workflow, scope, id, params}
+    created      {workflow, scope, id, params,        retention: ms a finished instance is
+                  retention?: {successRetention?,     kept (complete; errored or terminated)
+                               errorRetention?}}      before it expires
     status       {status, output?, error?}
     attempt      {n, config?, name?, count?,          a callback began (its code up to
                   mocked?, inferred?}                 its first suspension point ran, as
@@ -27,8 +29,10 @@ Fact kinds (``data`` is a JSON object):
     warning      {message, missing, ran}              replay divergence
     parked       {reason}                             its code did not load; it waits
                                                       (until the next status fact)
-    deleted      {}                                   the instance was deleted: listings,
-                                                      lookups and recovery skip it
+    deleted      {expired?}                           the instance was deleted: listings,
+                                                      lookups and recovery skip it; expired:
+                                                      past its retention, and the other
+                                                      facts of it were then removed
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class InstanceState:
         "parked",
         "passes",
         "paused_at",
+        "retention",
         "scope",
         "started",
         "status",
@@ -155,6 +160,7 @@ class InstanceState:
         self.params: Any = None
         self.created = 0
         self.deleted = False
+        self.retention: dict[str, int] | None = None
         self.status = Status.UNKNOWN  # until its first status fact
         self.output: Any = None
         self.error: ErrorDict | None = None
@@ -182,6 +188,19 @@ class InstanceState:
         times = [s.wake_at for s in self.steps.values() if not s.done and s.wake_at is not None]
         return min(times) if times else None
 
+    @property
+    def expires_at(self) -> int | None:
+        """When a finished instance with a retention expires (ms since the epoch)."""
+        if self.retention is None or self.ended is None:
+            return None
+        if self.status is Status.COMPLETE:
+            keep = self.retention.get("successRetention")
+        elif self.status in (Status.ERRORED, Status.TERMINATED):
+            keep = self.retention.get("errorRetention")
+        else:
+            return None
+        return None if keep is None else self.ended + keep
+
     def steps_from(self, name: str, count: int = 1, kind: str | None = None) -> list[str] | None:
         """The keys of the ``count``-th step named ``name`` (of ``kind``, if given) and of
         every step journaled after it, in journal order; None if there is no such step."""
@@ -206,6 +225,7 @@ class InstanceState:
 def _created(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
     st.workflow, st.scope, st.id, st.params = d["workflow"], d["scope"], d["id"], d["params"]
     st.created = ts
+    st.retention = d.get("retention")
 
 
 def _status(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:

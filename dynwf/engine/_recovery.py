@@ -29,6 +29,10 @@ def recover_journal(engine: Engine) -> list[InstanceState]:
         table.states[uid] = st
         _recover(engine, st)
         recovered.append(st)
+    if engine.execute:
+        # Finished instances with a retention: expire those past it, time the others.
+        for uid in journal.retained(finished):
+            engine.scheduler.expire_later(engine.state(uid))
     return recovered
 
 

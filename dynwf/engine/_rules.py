@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from dynwf.engine._config import parse_duration
 from dynwf.errors import PayloadError, ValidationError
 
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
@@ -185,3 +186,29 @@ def check_restart_options(options: object) -> dict[str, Any] | None:
             f"restart 'from' type must be one of {', '.join(map(repr, STEP_TYPES))}, got {kind!r}"
         )
     return {"name": spec["name"], "count": count, "type": kind}
+
+
+RETENTION_KEYS = ("successRetention", "errorRetention")
+
+
+def check_retention(value: object, *, id: str) -> dict[str, int] | None:
+    """``create``'s ``retention``: ``{"successRetention"?, "errorRetention"?}`` durations,
+    as milliseconds; None when not given."""
+    if value is None:
+        return None
+    example = "{'successRetention': '7 days', 'errorRetention': '30 days'}"
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f"retention of instance {id!r} must be a dict like {example}, got {value!r}"
+        )
+    unknown = sorted(set(value) - set(RETENTION_KEYS))
+    if unknown:
+        raise ValidationError(
+            f"unknown retention key(s) {unknown} for instance {id!r}; allowed: "
+            "'successRetention', 'errorRetention'"
+        )
+    return {
+        key: parse_duration(value[key], what=f"retention.{key} of instance {id!r}")
+        for key in RETENTION_KEYS
+        if value.get(key) is not None
+    }

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dynwf.engine._model import ErrorDict, InstanceState, StepState
 from dynwf.engine._pass import Pass, PassInterrupted, PassParked
 from dynwf.engine._rules import json_value
-from dynwf.engine._states import Event, Status
+from dynwf.engine._states import FINISHED, Event, Status
 from dynwf.engine._step import error_to_dict, event_for
 from dynwf.errors import JournalCommitError, PayloadError
 from dynwf.workers.workflows import NonRetryableError
@@ -39,6 +39,8 @@ class Scheduler:
         self.running: dict[str, Pass] = {}
         self.runnable: deque[str] = deque()
         self.timers: list[tuple[int, int, str]] = []
+        # When finished instances with a retention expire: (at, uid).
+        self.expiries: list[tuple[int, str]] = []
         # An instance's timers are valid while their generation is its current one.
         self.timer_gen: dict[str, int] = {}
         self.timer_changed = asyncio.Event()
@@ -66,6 +68,7 @@ class Scheduler:
         self.running.clear()
         self.runnable.clear()
         self.timers.clear()
+        self.expiries.clear()
         self.timer_gen.clear()
         self.parked.clear()
         self.reruns = 0
@@ -87,11 +90,22 @@ class Scheduler:
             self.drop_timers(st)
         if new is Status.QUEUED:
             self.schedule(st)
+        elif new in FINISHED:
+            self.expire_later(st)
         elif new is Status.WAITING and event is Event.RECOVER:
             if st.pending_wake() is None and not st.waiting_types():
                 self.wake(st)  # parked on a code error before the restart: try again
             else:
                 self.arm(st)
+
+    def expire_later(self, st: InstanceState) -> None:
+        """A finished instance with a retention: expire it when its retention ends."""
+        at = st.expires_at
+        if at is None:
+            return
+        heapq.heappush(self.expiries, (at, st.uid))
+        if self.expiries[0][1] == st.uid:
+            self.timer_changed.set()
 
     def drop_timers(self, st: InstanceState) -> None:
         self.timer_gen[st.uid] = self.timer_gen.get(st.uid, 0) + 1
@@ -191,8 +205,14 @@ class Scheduler:
                 st = self.engine.find(uid)
                 if self.timer_gen.get(uid) == gen and st is not None:
                     self.wake(st)
+            while self.expiries and self.expiries[0][0] <= now:
+                _, uid = heapq.heappop(self.expiries)
+                st = self.engine.find(uid)
+                if st is not None:
+                    self.engine.expire(st)  # a no-op if it was restarted meanwhile
             self.update_idle()
-            delay = self.timers[0][0] - now if self.timers else None
+            due = [heap[0][0] for heap in (self.timers, self.expiries) if heap]
+            delay = min(due) - now if due else None
             self.timer_changed.clear()
             await clock.wait(delay, self.timer_changed)
 
@@ -247,6 +267,7 @@ class Scheduler:
             or self.reruns
             or eng.busy
             or (self.timers and self.timers[0][0] <= eng.clock.now_ms())
+            or (self.expiries and self.expiries[0][0] <= eng.clock.now_ms())
         )
         if busy:
             self.idle.clear()

@@ -63,6 +63,8 @@ def instance_detail(st: InstanceState) -> dict[str, Any]:
         # Why a waiting instance cannot run: its code did not load (it runs when it does).
         "parked": st.parked if st.status is Status.WAITING else None,
         "passes": st.passes,
+        # A finished instance with a retention is gone after this time (create's retention).
+        "expires": iso_ms(st.expires_at),
         "events": [
             {
                 "type": e.type,

@@ -312,6 +312,34 @@ class Journal:
             [list(finished)],
         )
 
+    def retained(self, finished: Sequence[str]) -> list[str]:
+        """Every instance, not deleted, created with a retention whose latest status is one
+        of ``finished``: those that may expire."""
+        rows = self._read(
+            "WITH s AS (SELECT uid, arg_max(data->>'status', seq) AS st FROM journal "
+            "WHERE kind = 'status' GROUP BY uid) "
+            "SELECT c.uid FROM journal c JOIN s USING (uid) "
+            "WHERE c.kind = 'created' AND (c.data->'retention') IS NOT NULL "
+            "AND list_contains($1::VARCHAR[], s.st) "
+            "AND c.uid NOT IN (SELECT uid FROM journal WHERE kind = 'deleted')",
+            [list(finished)],
+        )
+        return [str(r[0]) for r in rows]
+
+    def compact(self, uids: Sequence[str]) -> None:
+        """Remove every fact of these instances but their ``deleted`` tombstone (expired
+        instances: their tombstone holds the journal's newest seq for ``WriterMark``)."""
+        if not uids:
+            return
+        try:
+            self._db.execute(
+                "DELETE FROM journal WHERE uid IN (SELECT unnest($1::VARCHAR[])) "
+                "AND kind <> 'deleted'",
+                [list(uids)],
+            )
+        except duckdb.Error as exc:
+            raise self._damaged(exc, "cannot compact") from exc
+
     def instances(
         self,
         *,

@@ -55,7 +55,9 @@ detail), per-step ``executions``, ``replays`` and (for ``step.do``) ``unreported
 explorer UI's timeline the detail also carries ``passes`` (run passes so far),
 ``events`` (every buffered event: ``type``, ``payload``, ``timestamp``, ``consumed``)
 and per step ``wake_at`` (an unfinished step's next timer: sleep end, retry, wait
-deadline; else null), plus ``sleep_ms`` on sleeps and ``event_type`` on waits.
+deadline; else null), plus ``sleep_ms`` on sleeps and ``event_type`` on waits. The
+create body may carry ``retention`` (``{"successRetention", "errorRetention"}``, as the
+binding's create), and the detail says when a finished instance with one ``expires``.
 """
 
 from __future__ import annotations
@@ -343,17 +345,18 @@ class Explorer:
     async def create_instance(self, call: Call, name: str) -> dict[str, Any]:
         self._workflow(name)
         body = _object_body(call.body, '{"id": "...", "params": {...}}')
-        unknown = sorted(set(body) - {"id", "params"})
+        unknown = sorted(set(body) - {"id", "params", "retention"})
         if unknown:
             raise ApiError(
                 400,
                 f"unknown key(s) {', '.join(repr(k) for k in unknown)} in the create body; "
-                "allowed: 'id', 'params'",
+                "allowed: 'id', 'params', 'retention'",
             )
         # wrangler stores missing params as {}, so the detail shows "params": {}.
         options: dict[str, Any] = {"params": body.get("params", {})}
-        if "id" in body:
-            options["id"] = body["id"]
+        for key in ("id", "retention"):
+            if key in body:
+                options[key] = body[key]
         scope = call.tenant or ""
         inst = await self.engine.binding(name, scope=scope).create(options)
         return ok({"id": inst.id, "tenant": scope})
