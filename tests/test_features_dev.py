@@ -4,6 +4,7 @@ CLI drives them, all against one dev server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -19,12 +20,22 @@ from tests.test_cli_dev import FIXTURE, Dev, cli
 pytestmark = pytest.mark.slow
 
 OPS = """
+import asyncio
+
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
 
 
 class TenantWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
         p = event["payload"] or {}
+        if p.get("slow"):
+
+            @step.do("slow")
+            async def slow():
+                await asyncio.sleep(p["slow"] / 1000)
+                return "slept"
+
+            return await slow()
         if p.get("delay"):
             mode = p["delay"]
 
@@ -110,6 +121,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     shutil.copytree(FIXTURE, root)
     (root / "tenants" / "ops").mkdir()
     (root / "tenants" / "ops" / "worker.py").write_text(OPS)
+    toml = root / "wrangler.toml"  # feature 8: one instance of the workflow runs at a time
+    toml.write_text(toml.read_text() + "concurrency = { limit = 1 }\n")
     server = Dev(root)
     try:
         yield server
@@ -339,3 +352,23 @@ def test_retention_through_tenant_binding_explorer_and_inspect(dev: Dev) -> None
     gone = api(dev, "GET", "/instances/brief", params={"tenant": TENANT})
     assert gone.status_code == 404
     assert "keep1h" in ids(dev)
+
+
+# -- 8. concurrency.limit -----------------------------------------------------------------
+def test_concurrency_limit_runs_one_instance_at_a_time(dev: Dev) -> None:
+    made = op(dev, "create_batch", [{"id": f"slow{i}", "params": {"slow": 300}} for i in range(3)])
+    assert made == ["slow0", "slow1", "slow2"]
+    deadline = time.monotonic() + 300  # a hang guard only
+    while True:
+        counts = api(dev, "GET", "").json()["result"]["instances"]
+        assert counts["running"] <= 1, counts  # never two at once
+        done = [status(dev, f"slow{i}")["status"] for i in range(3)]
+        if done == ["complete"] * 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert done == ["complete"] * 3
+    # the step runs of the three never overlap: each began after the one before ended
+    spans = sorted(
+        (s["start"], s["end"]) for i in range(3) for s in status(dev, f"slow{i}")["steps"]
+    )
+    assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(spans))

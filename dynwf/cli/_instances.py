@@ -233,6 +233,7 @@ def restart(
     what = "restarted" if start is None else f"restarted from step {escape(repr(from_))}"
     _report(client, done, what, as_json)
 
+
 _SEND_HELP = (
     "Send an event to an instance. It is buffered durably until a "
     "step.wait_for_event of that type takes it (oldest first, one event per waiter)."

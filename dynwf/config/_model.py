@@ -78,6 +78,7 @@ class WorkflowConfig:
     script_name: str | None
     step_limit: int | None
     location: Location
+    concurrency_limit: int | None = None  # workflows[].concurrency.limit
 
 
 @dataclass(frozen=True, slots=True)

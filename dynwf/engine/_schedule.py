@@ -134,22 +134,36 @@ class Scheduler:
             return
         if not eng.drives_instance(st):
             return
-        if len(self.running) < eng.max_running:
+        if len(self.running) < eng.max_running and self._has_room(st):
             self._start_pass(st)
-        else:
+        elif st.uid not in self.runnable:
             self.runnable.append(st.uid)
         self.update_idle()
 
+    def _has_room(self, st: InstanceState) -> bool:
+        """Its workflow runs fewer instances than its concurrency limit (if it has one)."""
+        wf = self.engine.workflows.get(st.workflow)
+        limit = wf.concurrency_limit if wf is not None else None
+        if limit is None:
+            return True
+        return sum(1 for p in self.running.values() if p.st.workflow == st.workflow) < limit
+
     def _next_runnable(self) -> None:
         eng = self.engine
+        waiting: list[str] = []  # their workflow is at its concurrency limit: they stay queued
         while self.runnable and len(self.running) < eng.max_running:
             uid = self.runnable.popleft()
             st = eng.find(uid)
             # QUEUED, or RUNNING: an interrupted pass to run again
             runs = st is not None and st.status in (Status.QUEUED, Status.RUNNING)
-            if runs and uid not in self.running:
-                assert st is not None
+            if not runs or uid in self.running:
+                continue
+            assert st is not None
+            if self._has_room(st):
                 self._start_pass(st)
+            else:
+                waiting.append(uid)
+        self.runnable.extendleft(reversed(waiting))
 
     def _start_pass(self, st: InstanceState) -> None:
         wf = self.engine.workflows.get(st.workflow)

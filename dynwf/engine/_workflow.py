@@ -46,6 +46,9 @@ class Workflow:
     script_name: str = ""
     compatibility_date: str = DEFAULT_COMPATIBILITY_DATE
     step_limit: int = DEFAULT_STEP_LIMIT
+    # At most this many of its instances run at once (``workflows[].concurrency.limit``);
+    # the others stay queued. None: only the engine's ``max_running`` applies.
+    concurrency_limit: int | None = None
 
 
 class Faults:

@@ -138,6 +138,7 @@ class Project:
                         class_name=wf.class_name,
                         compatibility_date=self.compatibility_date,
                         step_limit=wf.step_limit or 10_000,
+                        concurrency_limit=wf.concurrency_limit,
                     )
                 )
             else:
