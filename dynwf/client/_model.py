@@ -21,7 +21,8 @@ print exactly these):
          "steps": [step, ...], "step_count": int, "warnings": [str],
          "events": [{"type", "payload", "timestamp", "consumed"}],  # every event sent
          "passes": int,                      # run passes so far
-         "parked": str | null}               # why its code would not load
+         "parked": str | null,               # why its code would not load
+         "expires": str | null}              # when a finished instance with a retention goes
       step of type "step":
          {"name": "<name>-<count>", "start", "end", "success": bool | null,
           "type": "step", "output"? (only when success), "config",

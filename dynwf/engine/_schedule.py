@@ -90,7 +90,7 @@ class Scheduler:
             self.drop_timers(st)
         if new is Status.QUEUED:
             self.schedule(st)
-        elif new in FINISHED:
+        elif new in FINISHED and old is not new:
             self.expire_later(st)
         elif new is Status.WAITING and event is Event.RECOVER:
             if st.pending_wake() is None and not st.waiting_types():
