@@ -328,9 +328,29 @@ def test_retention_through_tenant_binding_explorer_and_inspect(dev: Dev) -> None
     shown = cli(project, "inspect", "keep1h", "--tenant", "ops")
     assert shown.returncode == 0, shown.stderr
     assert "Expires" in shown.stdout and "retention" in shown.stdout
+    # the CLI's create takes a retention too (through the dev server)
+    made = cli(
+        project,
+        *("instances", "create", "-t", "ops", "--id", "clikeep", "--json"),
+        *("--retention", '{"successRetention": "2 hours"}'),
+    )
+    assert made.returncode == 0, made.stderr
+    assert wait_status(dev, "clikeep", "complete")["expires"] is not None
+    wrong = cli(
+        project,
+        "instances",
+        "create",
+        "-t",
+        "ops",
+        "--id",
+        "cliwrong",
+        "--retention",
+        '{"success": 1}',
+    )
+    assert wrong.returncode == 2 and "unknown retention key" in wrong.stderr
     bad = op(dev, "create", {"id": "badret", "retention": {"successRetention": "soon"}})
     assert bad["error"] == "InvalidDurationError" and "successRetention" in bad["message"]
-    assert "badret" not in ids(dev)
+    assert not ids(dev) & {"badret", "cliwrong"}
 
     # the explorer's create takes a retention too; the instance is gone once it is past
     r = api(

@@ -348,6 +348,8 @@ Examples:
 
   dynwf instances create -t acme --params-file order.json --workflow orders --json
 
+  dynwf instances create -t acme --retention '{"successRetention": "1 day"}'
+
 """
 
 
@@ -380,6 +382,15 @@ def create(
             help='Dispatcher metadata. Default: {"tenantId": T}.',
         ),
     ] = None,
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--retention",
+            metavar="JSON",
+            help='How long it is kept once finished, e.g. \'{"successRetention": "1 day", '
+            '"errorRetention": "7 days"}\'. Default: kept.',
+        ),
+    ] = None,
     workflow: Annotated[
         str | None,
         typer.Option(
@@ -404,6 +415,7 @@ def create(
     """Create an instance (see _CREATE_HELP)."""
     value = json_input(params, params_file, "params")
     meta = json_input(metadata, None, "metadata")
+    retention = json_input(keep, None, "retention")
     try:
         wf = pick_workflow(load_config(config), workflow)
     except (ConfigFileError, InvalidConfigError) as exc:
@@ -417,6 +429,7 @@ def create(
             metadata=meta if meta is not None else {"tenantId": tenant},
             params=value,
             id=id,
+            retention=retention,
         )
 
     client, done = with_state(persist_to, make)

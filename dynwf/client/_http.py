@@ -190,12 +190,20 @@ class HttpStateClient(Steering):
         )
 
     async def create(
-        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+        self,
+        workflow: str,
+        *,
+        metadata: Any,
+        params: Any = None,
+        id: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> Steered:
         scope = scope_of(metadata)
         body: dict[str, Any] = {"params": envelope(metadata, params)}
         if id is not None:
             body["id"] = id
+        if retention is not None:
+            body["retention"] = retention
         async with self._client() as c:
             await self._workflows(c, workflow)
             made = await self._call(

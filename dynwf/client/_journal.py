@@ -150,7 +150,13 @@ class JournalStateClient(Steering):
         return Steered(row.id, row.workflow, row.scope, action, status, previous)
 
     async def create(
-        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+        self,
+        workflow: str,
+        *,
+        metadata: Any,
+        params: Any = None,
+        id: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> Steered:
         scope = scope_of(metadata)
         engine = Engine(self.path, execute=False)
@@ -162,6 +168,8 @@ class JournalStateClient(Steering):
             options: dict[str, Any] = {"params": envelope(metadata, params)}
             if id is not None:
                 options["id"] = id
+            if retention is not None:
+                options["retention"] = retention
             st = await engine.create(workflow, scope, options)
             status = st.status.value
         finally:

@@ -155,11 +155,18 @@ class StateClient(Protocol):
         ...
 
     async def create(
-        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+        self,
+        workflow: str,
+        *,
+        metadata: Any,
+        params: Any = None,
+        id: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> Steered:
         """A new instance of ``workflow`` for the tenant ``metadata`` names, as the
         dispatcher's wrapped binding makes it: ``params`` inside the envelope, in the
-        tenant's scope. ``id`` defaults to a new UUID."""
+        tenant's scope. ``id`` defaults to a new UUID; ``retention`` is create's
+        ``{"successRetention", "errorRetention"}``."""
         ...
 
 
