@@ -266,3 +266,16 @@ async def test_client_open_state_uses_the_journal_without_a_live_dev_server(
     assert isinstance(await open_state(state), JournalStateClient)
     (state / "dev.json").write_text("{not json")
     assert isinstance(await open_state(state), JournalStateClient)
+
+
+async def test_client_journal_delete_forgets_the_instance_for_good(
+    client: JournalStateClient,
+) -> None:
+    done = await client.delete("o-2")
+    assert (done.action, done.status, done.previous) == ("delete", "deleted", "waiting")
+    assert "o-2" not in [s.id for s in await client.list_instances()]
+    with pytest.raises(InstanceNotFoundError):
+        await client.delete("o-2")
+    with pytest.raises(AmbiguousInstanceError):
+        await client.delete("shared")  # two places hold it: nothing is deleted
+    assert len([s for s in await client.list_instances() if s.id == "shared"]) == 2

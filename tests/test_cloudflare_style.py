@@ -341,7 +341,7 @@ async def test_the_old_dispatcher_form_still_runs_with_deprecation_warnings(
 
 def test_step_errors_reach_run_as_cloudflare_rebuilds_them() -> None:
     from dynwf.compat.pyodide_ffi import JsException
-    from dynwf.engine._step import error_to_dict
+    from dynwf.engine import error_to_dict
     from dynwf.workers._errors import error_as_on_cloudflare
     from dynwf.workers.workflows import NonRetryableError
 

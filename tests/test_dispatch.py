@@ -15,8 +15,7 @@ from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
 from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import discard
 from dynwf.dispatch._loader import FETCH_LOAD_TRIES, WorkerStub
-from dynwf.engine import ManualClock, TimeControl
-from dynwf.engine._pass import PassInterrupted
+from dynwf.engine import ManualClock, PassInterrupted, TimeControl
 from dynwf.errors import InstanceNotFoundError
 from dynwf.project import Project
 from dynwf.workers import Request

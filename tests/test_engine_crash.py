@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.engine._model import fold
+from dynwf.engine import fold
 from dynwf.journal import Journal
 
 CHILD = Path(__file__).parent / "fixtures" / "crash_child.py"

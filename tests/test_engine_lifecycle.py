@@ -65,7 +65,7 @@ async def test_create_default_id_is_uuid_and_params_checked(harness: Harness) ->
 async def test_create_is_durable_before_returning(harness: Harness) -> None:
     harness.add("wf", Sleeper)
     await harness.binding("wf").create({"id": "durable"})
-    rows = harness.engine._journal.instances()  # type: ignore[union-attr]
+    rows = harness.engine.journal.instances()
     assert [r.id for r in rows] == ["durable"]
 
 

@@ -190,7 +190,8 @@ With --json and an ID, the explorer API's instance detail plus dynwf's keys:
      "sleep_ms"?: int, "event_type"?: str,
      "executions": int, "replays": int, "wake_at": str | null}],
    "step_count": int, "warnings": [str],
-   "events": [{"type", "payload", "timestamp", "consumed"}], "passes": int, "parked": str | null}
+   "events": [{"type", "payload", "timestamp", "consumed"}], "passes": int, "parked": str | null,
+   "expires": str | null}
 
 "success", "output", "config" and "attempts" are on "step" steps;
 "finished" and "error" on sleeps and waits; "sleep_ms" on sleeps;
@@ -317,6 +318,8 @@ def _print_detail(out: Console, client: StateClient, d: InstanceDetail) -> None:
     head.add_row("Queued", _when(d.get("queued")))
     head.add_row("Started", _when(d.get("start")))
     head.add_row("Ended", _when(d.get("end")))
+    if d.get("expires"):
+        head.add_row("Expires", _when(d.get("expires")) + " [dim](retention: gone after this)[/]")
     took = _span(d.get("start"), d.get("end"))
     if took:
         head.add_row("Duration", took)

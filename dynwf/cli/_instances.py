@@ -1,4 +1,5 @@
-"""``dynwf instances create|list|pause|resume|terminate|restart|send-event``: instances from the shell."""
+"""``dynwf instances create|list|pause|resume|terminate|restart|send-event|delete``: instances
+from the shell."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from dynwf.run import pick_workflow
 
 instances = typer.Typer(
     name="instances",
-    help="Create, list, pause, resume, terminate, restart an instance or send it an event.\n\n"
+    help="Create, list, pause, resume, terminate, restart, delete an instance or send it an "
+    "event.\n\n"
     "Goes through the running `dynwf dev` when there is one, else writes to the journal; "
     "an instance created or steered in the journal acts on it when `dynwf dev` or "
     "`dynwf run` next opens the journal.",
@@ -55,11 +57,12 @@ _JSON_SHAPE = """\
 With --json, stdout is one object:
 
   {"id": str, "workflow": str, "tenant": str,
-   "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create",
+   "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create"
+             | "delete",
    "status": str, "previous": str | null}
 
-"status" is the instance's status right after the action, "previous" right
-before it (null for create). A tenant of "" means no tenant created the instance.
+"status" is the instance's status right after the action ("deleted" after a
+delete), "previous" right before it (null for create). A tenant of "" means no tenant created the instance.
 
 Exit status: 0 done, 1 failed (no such instance, an ambiguous id, a status
 that does not allow it, journal in use, ...), 2 bad command line (no
@@ -79,12 +82,24 @@ _STEERING = {
         "that is complete, errored or terminated.",
         "terminated",
     ),
-    "restart": (
-        "Restart an instance from scratch with its original params: its steps, buffered "
-        "events and timers are wiped.",
-        "restarted",
-    ),
 }
+_RESTART_HELP = (
+    "Restart an instance with its original params: its steps, buffered events and timers "
+    "are wiped and it runs from the top. With --from STEP[#N] it runs again from that step "
+    "instead: the steps journaled before it keep their results (N: the Nth step of that "
+    "name, default 1; --from-type narrows to do, sleep or waitForEvent). An unknown step "
+    "is an error that changes nothing."
+)
+_RESTART_EXAMPLES = """\
+Examples:
+
+  dynwf instances restart order-17
+
+  dynwf instances restart order-17 --from charge
+
+  dynwf instances restart order-17 --from 'poll#3' --from-type do --json
+
+"""
 
 
 _NOT_PAUSED = ("queued", "running", "waiting")
@@ -160,6 +175,65 @@ def _steering_command(action: str, help: str, what: str) -> Callable[..., None]:
 for _action, (_help, _what) in _STEERING.items():
     _steering_command(_action, _help, _what)
 
+
+def parse_from(value: str, kind: str | None) -> dict[str, Any]:
+    """``STEP`` or ``STEP#N`` (and a --from-type) as restart's ``from``."""
+    name, sep, count = value.rpartition("#")
+    if not sep or not count.isdigit():
+        name, count = value, "1"
+    if not name or int(count) < 1:
+        raise fail(
+            f"--from {escape(repr(value))} is not STEP or STEP#N (N >= 1), e.g. --from charge#2",
+            code=2,
+        )
+    start: dict[str, Any] = {"name": name, "count": int(count)}
+    if kind is not None:
+        start["type"] = kind
+    return start
+
+
+@instances.command("restart", help=_RESTART_HELP, epilog=_RESTART_EXAMPLES + _JSON_SHAPE)
+def restart(
+    id: IdArg,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="STEP[#N]",
+            help="Run again from this step, keeping the steps before it.",
+        ),
+    ] = None,
+    from_type: Annotated[
+        str | None,
+        typer.Option(
+            "--from-type",
+            metavar="TYPE",
+            help="The --from step's type: do, sleep or waitForEvent. Default: any.",
+        ),
+    ] = None,
+    workflow: WorkflowOpt = None,
+    tenant: TenantOpt = None,
+    persist_to: PersistTo = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restart an instance (see _RESTART_HELP)."""
+    if from_type is not None and from_ is None:
+        raise fail("--from-type goes with --from STEP", code=2)
+    if from_type is not None and from_type not in ("do", "sleep", "waitForEvent"):
+        raise fail(
+            f"--from-type {escape(repr(from_type))} is not one of do, sleep, waitForEvent",
+            code=2,
+        )
+    start = parse_from(from_, from_type) if from_ is not None else None
+
+    async def steer(client: StateClient) -> Steered:
+        return await client.restart(id, workflow=workflow, tenant=tenant, start=start)
+
+    client, done = with_state(persist_to, steer)
+    what = "restarted" if start is None else f"restarted from step {escape(repr(from_))}"
+    _report(client, done, what, as_json)
+
+
 _SEND_HELP = (
     "Send an event to an instance. It is buffered durably until a "
     "step.wait_for_event of that type takes it (oldest first, one event per waiter)."
@@ -216,6 +290,47 @@ def send_event(
     _report(client, done, f"sent event {escape(repr(type_))} to", as_json)
 
 
+_DELETE_HELP = (
+    "Delete an instance: a running one is stopped first; it then leaves every listing and "
+    "lookup, is never resumed, and its id is free for a new instance. Its facts stay in "
+    "the journal, marked deleted."
+)
+_DELETE_EXAMPLES = """\
+Examples:
+
+  dynwf instances delete order-17
+
+  dynwf instances delete order-17 --workflow orders --tenant acme --json
+
+"""
+
+
+@instances.command("delete", help=_DELETE_HELP, epilog=_DELETE_EXAMPLES + _JSON_SHAPE)
+def delete(
+    id: IdArg,
+    workflow: WorkflowOpt = None,
+    tenant: TenantOpt = None,
+    persist_to: PersistTo = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an instance (see _DELETE_HELP)."""
+
+    async def delete_(client: StateClient) -> Steered:
+        return await client.delete(id, workflow=workflow, tenant=tenant)
+
+    client, done = with_state(persist_to, delete_)
+    if as_json:
+        print_json(done.as_json())
+        return
+    tenant_ = f", tenant {escape(repr(tenant_label(done.tenant)))}" if done.tenant else ""
+    stdout.print(source_line(client))
+    stdout.print(
+        f"[bold green]✔[/] deleted instance {escape(repr(done.id))} "
+        f"(workflow {escape(repr(done.workflow))}{tenant_}; it was "
+        f"{status_text(done.previous or 'unknown')})"
+    )
+
+
 # -- create and list ---------------------------------------------------------------------
 _CREATE_HELP = (
     "Create an instance for a tenant, as the dispatcher's wrapped binding does: the "
@@ -232,6 +347,8 @@ Examples:
   dynwf instances create -t acme --params @order.json --id order-17
 
   dynwf instances create -t acme --params-file order.json --workflow orders --json
+
+  dynwf instances create -t acme --retention '{"successRetention": "1 day"}'
 
 """
 
@@ -265,6 +382,15 @@ def create(
             help='Dispatcher metadata. Default: {"tenantId": T}.',
         ),
     ] = None,
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--retention",
+            metavar="JSON",
+            help='How long it is kept once finished, e.g. \'{"successRetention": "1 day", '
+            '"errorRetention": "7 days"}\'. Default: kept.',
+        ),
+    ] = None,
     workflow: Annotated[
         str | None,
         typer.Option(
@@ -289,6 +415,7 @@ def create(
     """Create an instance (see _CREATE_HELP)."""
     value = json_input(params, params_file, "params")
     meta = json_input(metadata, None, "metadata")
+    retention = json_input(keep, None, "retention")
     try:
         wf = pick_workflow(load_config(config), workflow)
     except (ConfigFileError, InvalidConfigError) as exc:
@@ -302,6 +429,7 @@ def create(
             metadata=meta if meta is not None else {"tenantId": tenant},
             params=value,
             id=id,
+            retention=retention,
         )
 
     client, done = with_state(persist_to, make)

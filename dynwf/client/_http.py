@@ -152,8 +152,16 @@ class HttpStateClient(Steering):
             return await self._after(c, id, place, "send_event", before.get("status"))
 
     async def _steer(
-        self, id: str, workflow: str | None, tenant: str | None, action: Action
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
+        body: dict[str, Any] = {"action": action}
+        if start is not None:
+            body["from"] = start
         async with self._client() as c:
             place = await self._resolve(c, id, workflow, tenant)
             before = await self._detail(c, place[0], id, place[1])
@@ -162,18 +170,40 @@ class HttpStateClient(Steering):
                 "PATCH",
                 _path(place[0], id, "status"),
                 tenant=place[1],
-                content=json.dumps({"action": action}),
+                content=json.dumps(body),
                 instance=(id, place),
             )
             return await self._after(c, id, place, action, before.get("status"))
 
+    async def delete(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        async with self._client() as c:
+            place = await self._resolve(c, id, workflow, tenant)
+            before = await self._detail(c, place[0], id, place[1])
+            await self._call(
+                c, "DELETE", _path(place[0], id), tenant=place[1], instance=(id, place)
+            )
+        previous = before.get("status")
+        return Steered(
+            id, place[0], place[1], "delete", "deleted", None if previous is None else str(previous)
+        )
+
     async def create(
-        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+        self,
+        workflow: str,
+        *,
+        metadata: Any,
+        params: Any = None,
+        id: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> Steered:
         scope = scope_of(metadata)
         body: dict[str, Any] = {"params": envelope(metadata, params)}
         if id is not None:
             body["id"] = id
+        if retention is not None:
+            body["retention"] = retention
         async with self._client() as c:
             await self._workflows(c, workflow)
             made = await self._call(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -31,8 +32,7 @@ from dynwf.client._model import (
     tenant_scopes,
 )
 from dynwf.dispatch import scope_of
-from dynwf.engine import Engine, InstanceState, Workflow, instance_detail, iso_ms
-from dynwf.engine._model import fold
+from dynwf.engine import Engine, InstanceState, Workflow, fold, instance_detail, iso_ms
 from dynwf.errors import InvalidStateError, ValidationError, WorkflowNotFoundError
 from dynwf.journal import InstanceRow, Journal
 
@@ -98,19 +98,36 @@ class JournalStateClient(Steering):
         return await self._with_engine(id, workflow, tenant, "send_event", send)
 
     async def _steer(
-        self, id: str, workflow: str | None, tenant: str | None, action: Action
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
         async def act(engine: Engine, st: InstanceState) -> None:
-            await getattr(engine, action)(st)
+            if start is not None:
+                await engine.restart(st, {"from": start})
+            else:
+                await getattr(engine, action)(st)
 
         return await self._with_engine(id, workflow, tenant, action, act)
+
+    async def delete(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        async def delete(engine: Engine, st: InstanceState) -> None:
+            await engine.delete(st)
+
+        done = await self._with_engine(id, workflow, tenant, "delete", delete)
+        return replace(done, status="deleted")
 
     async def _with_engine(
         self,
         id: str,
         workflow: str | None,
         tenant: str | None,
-        action: Action | Literal["send_event"],
+        action: Action | Literal["send_event", "delete"],
         call: Callable[[Engine, InstanceState], Awaitable[None]],
     ) -> Steered:
         # Resolve read-only first: ambiguity and typos never open the file for writing.
@@ -133,7 +150,13 @@ class JournalStateClient(Steering):
         return Steered(row.id, row.workflow, row.scope, action, status, previous)
 
     async def create(
-        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+        self,
+        workflow: str,
+        *,
+        metadata: Any,
+        params: Any = None,
+        id: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> Steered:
         scope = scope_of(metadata)
         engine = Engine(self.path, execute=False)
@@ -145,6 +168,8 @@ class JournalStateClient(Steering):
             options: dict[str, Any] = {"params": envelope(metadata, params)}
             if id is not None:
                 options["id"] = id
+            if retention is not None:
+                options["retention"] = retention
             st = await engine.create(workflow, scope, options)
             status = st.status.value
         finally:

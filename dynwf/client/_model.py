@@ -8,8 +8,9 @@ print exactly these):
          "created": str | null, "steps": int}
     Steered.as_json()
         {"id": str, "workflow": str, "tenant": str,
-         "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create",
-         "status": str,                      # the status right after the action
+         "action": "pause" | "resume" | "terminate" | "restart" | "send_event" | "create"
+                   | "delete",
+         "status": str,                      # the status right after the action ("deleted")
          "previous": str | null}             # the status right before it (null: created)
     InstanceDetail (a dict): ``id`` and ``workflow``, then the explorer API's
     instance detail as ``dynwf.engine.instance_detail`` writes it (``dynwf dev``
@@ -20,7 +21,8 @@ print exactly these):
          "steps": [step, ...], "step_count": int, "warnings": [str],
          "events": [{"type", "payload", "timestamp", "consumed"}],  # every event sent
          "passes": int,                      # run passes so far
-         "parked": str | null}               # why its code would not load
+         "parked": str | null,               # why its code would not load
+         "expires": str | null}              # when a finished instance with a retention goes
       step of type "step":
          {"name": "<name>-<count>", "start", "end", "success": bool | null,
           "type": "step", "output"? (only when success), "config",
@@ -84,7 +86,7 @@ class Steered:
     id: str
     workflow: str
     tenant: str
-    action: Action | Literal["send_event", "create"]
+    action: Action | Literal["send_event", "create", "delete"]
     status: str
     previous: str | None = None
 
@@ -126,8 +128,15 @@ class StateClient(Protocol):
     ) -> Steered: ...
 
     async def restart(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
-    ) -> Steered: ...
+        self,
+        id: str,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        start: dict[str, Any] | None = None,
+    ) -> Steered:
+        """From the top, or with ``start`` (``{"name", "count"?, "type"?}``) from that step."""
+        ...
 
     async def send_event(
         self,
@@ -139,12 +148,25 @@ class StateClient(Protocol):
         tenant: str | None = None,
     ) -> Steered: ...
 
+    async def delete(
+        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+    ) -> Steered:
+        """Stop the instance if it runs and delete it; ``status`` is then ``"deleted"``."""
+        ...
+
     async def create(
-        self, workflow: str, *, metadata: Any, params: Any = None, id: str | None = None
+        self,
+        workflow: str,
+        *,
+        metadata: Any,
+        params: Any = None,
+        id: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> Steered:
         """A new instance of ``workflow`` for the tenant ``metadata`` names, as the
         dispatcher's wrapped binding makes it: ``params`` inside the envelope, in the
-        tenant's scope. ``id`` defaults to a new UUID."""
+        tenant's scope. ``id`` defaults to a new UUID; ``retention`` is create's
+        ``{"successRetention", "errorRetention"}``."""
         ...
 
 
@@ -152,7 +174,12 @@ class Steering:
     """``pause``/``resume``/``terminate``/``restart`` of a client, through its ``_steer``."""
 
     async def _steer(
-        self, id: str, workflow: str | None, tenant: str | None, action: Action
+        self,
+        id: str,
+        workflow: str | None,
+        tenant: str | None,
+        action: Action,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
         raise NotImplementedError
 
@@ -172,9 +199,14 @@ class Steering:
         return await self._steer(id, workflow, tenant, "terminate")
 
     async def restart(
-        self, id: str, *, workflow: str | None = None, tenant: str | None = None
+        self,
+        id: str,
+        *,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        start: dict[str, Any] | None = None,
     ) -> Steered:
-        return await self._steer(id, workflow, tenant, "restart")
+        return await self._steer(id, workflow, tenant, "restart", start)
 
 
 def check_listing(status: str | None, limit: int) -> None:

@@ -19,7 +19,7 @@ from dynwf.dispatch._api import (
     tenant_binding,
 )
 from dynwf.dispatch._envelope import ENVELOPE_KEY
-from dynwf.engine._pass import PassParked
+from dynwf.engine import PassParked
 from dynwf.errors import MissingDispatcherMetadataError as _DynwfMissingMetadata
 from dynwf.workers import WorkerEntrypoint, WorkflowEntrypoint
 from dynwf.workers._event import tenant_event
@@ -66,8 +66,9 @@ class DynamicWorkflowBinding(WorkerEntrypoint):
     async def create(self, options: dict[str, Any] | None = None) -> Any:
         return await self._binding().create(options)
 
-    async def createBatch(self, batch: list[Any]) -> list[Any]:
-        return list(await self._binding().create_batch(batch))
+    async def createBatch(self, batch: Any) -> Any:
+        made = await self._binding().create_batch(batch)
+        return made if isinstance(made, dict) else list(made)
 
     async def get(self, instance_id: str) -> Any:
         return await self._binding().get(instance_id)
@@ -158,8 +159,8 @@ class WrappedInstance:
     async def terminate(self) -> Any:
         return await self._handle.terminate()
 
-    async def restart(self) -> Any:
-        return await self._handle.restart()
+    async def restart(self, options: Any = None) -> Any:
+        return await (self._handle.restart(options) if options else self._handle.restart())
 
     async def send_event(self, *, type: str, payload: Any) -> Any:
         return await self._handle.sendEvent({"type": type, "payload": payload})
@@ -179,8 +180,11 @@ class WrappedWorkflow:
             opts["params"] = params
         return WrappedInstance(await self._binding.create(opts))
 
-    async def create_batch(self, batch: list[Any]) -> list[WrappedInstance]:
-        return [WrappedInstance(h) for h in await self._binding.createBatch(batch)]
+    async def create_batch(self, batch: Any) -> Any:
+        made = await self._binding.createBatch(batch)
+        if isinstance(made, dict):  # the {"count"} / {"instances"} forms
+            return {**made, "created": [WrappedInstance(h) for h in made["created"]]}
+        return [WrappedInstance(h) for h in made]
 
     async def get(self, instance_id: str) -> WrappedInstance:
         return WrappedInstance(await self._binding.get(instance_id))

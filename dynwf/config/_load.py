@@ -194,4 +194,11 @@ def _workflow(entry: Node) -> WorkflowConfig:
         step_limit=int(steps.value) if steps is not None and is_js_integer(steps.value) else None,
         location=entry.location,
         schedules=schedules_of(entry),
+        concurrency_limit=_concurrency_limit(entry),
     )
+
+
+def _concurrency_limit(entry: Node) -> int | None:
+    concurrency = entry.get("concurrency")
+    limit = concurrency.get("limit") if concurrency is not None else None
+    return int(limit.value) if limit is not None and is_js_integer(limit.value) else None

@@ -79,6 +79,7 @@ class WorkflowConfig:
     step_limit: int | None
     location: Location
     schedules: tuple[str, ...] = ()  # cron expressions, as written (checked by validation)
+    concurrency_limit: int | None = None  # workflows[].concurrency.limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,16 @@ _WORKFLOW_NAME_FORMAT = (
     "Workflow names must be 1-64 characters long, start with a letter, number, or "
     "underscore, and may only contain letters, numbers, underscores, or hyphens."
 )
-_WORKFLOW_FIELDS = ("binding", "name", "class_name", "script_name", "remote", "limits", "schedules")
+_WORKFLOW_FIELDS = (
+    "binding",
+    "name",
+    "class_name",
+    "script_name",
+    "remote",
+    "limits",
+    "concurrency",
+    "schedules",
+)
 
 # wrangler's friendlyBindingNames, in its order: the order decides how a clash between
 # kinds is worded ("A assigned to KV Namespace and Workflow bindings.").
@@ -305,7 +314,34 @@ def _check_workflow(entry: Node, field: str, findings: Findings) -> None:
     limits = entry.get("limits")
     if limits is not None:
         _check_workflow_limits(limits, field, whole, findings)
+    concurrency = entry.get("concurrency")
+    if concurrency is not None:
+        _check_workflow_concurrency(concurrency, field, whole, findings)
     _check_unexpected(entry, field, _WORKFLOW_FIELDS, findings)
+
+
+def _check_workflow_concurrency(
+    concurrency: Node, field: str, whole: str, findings: Findings
+) -> None:
+    """``concurrency = { limit = N }``: at most N instances of the workflow run at once."""
+    if not concurrency.is_object():
+        findings.error(
+            "wrangler.workflows.concurrency",
+            f'"{field}" bindings should, optionally, have an object "concurrency" field but got '
+            f"{whole}.",
+            concurrency.location,
+        )
+        return
+    limit = concurrency.get("limit")
+    if limit is None or not is_js_integer(limit.value) or limit.value < 1:
+        got = js_json(limit.value) if limit is not None else "nothing"
+        findings.error(
+            "wrangler.workflows.concurrency-limit",
+            f'"{field}" bindings "concurrency.limit" field must be a positive integer but got '
+            f"{got}.",
+            limit.location if limit is not None else concurrency.location,
+        )
+    _check_unexpected(concurrency, f"{field}.concurrency", ("limit",), findings)
 
 
 def _check_workflow_limits(limits: Node, field: str, whole: str, findings: Findings) -> None:

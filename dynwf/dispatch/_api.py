@@ -57,9 +57,23 @@ class TenantWorkflowBinding:
         self._warn_shared_ids([opts])
         return await self._inner.create(_enveloped(opts, self._metadata))
 
-    async def create_batch(self, items: list[Mapping[str, Any]]) -> list[Instance]:
+    async def create_batch(
+        self, items: list[Mapping[str, Any]] | Mapping[str, Any]
+    ) -> list[Instance] | dict[str, list[Any]]:
+        if isinstance(items, Mapping):  # {"count": n, "params"?} or {"instances": [...]}
+            spec = dict(items)
+            if "count" in spec:
+                return await self._inner.create_batch(_enveloped(spec, self._metadata))
+            listed = spec.get("instances")
+            if isinstance(listed, list) and all(isinstance(i, Mapping) for i in listed):
+                self._warn_shared_ids(listed)
+                spec["instances"] = [_enveloped(dict(i), self._metadata) for i in listed]
+            return await self._inner.create_batch(spec)  # the engine names what is wrong
         if not isinstance(items, list):
-            raise ValidationError(f"create_batch takes a list of dicts, got {type(items).__name__}")
+            raise ValidationError(
+                f"create_batch takes a list of dicts, {{'count': n}} or {{'instances': [...]}}, "
+                f"got {type(items).__name__}"
+            )
         self._warn_shared_ids(items)
         return await self._inner.create_batch([_enveloped(dict(i), self._metadata) for i in items])
 
@@ -67,7 +81,12 @@ class TenantWorkflowBinding:
         """Only instances this tenant created; any other id is 'not found'."""
         return await self._inner.get(id)
 
+    async def delete_batch(self, ids: list[str]) -> dict[str, Any]:
+        """Only this tenant's instances; any other id is a 'not found' error entry."""
+        return await self._inner.delete_batch(ids)
+
     createBatch = create_batch
+    deleteBatch = delete_batch
 
     def _warn_shared_ids(self, items: list[Mapping[str, Any]]) -> None:
         """dynwf keeps each tenant's ids apart; Cloudflare has one id space per Workflow."""

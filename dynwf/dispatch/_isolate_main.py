@@ -24,7 +24,12 @@ from typing import Any
 from dynwf import sandbox
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
-from dynwf.engine._step import DoBegin, Outcome, error_from_dict
+from dynwf.engine import (
+    DEFAULT_COMPATIBILITY_DATE,
+    DoBegin,
+    Outcome,
+    error_from_dict,
+)
 from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
 from dynwf.workers._event import TenantEvent
@@ -67,7 +72,14 @@ class RemoteHost:
             )
 
     async def do_end(
-        self, key: str, attempt: int, ok: bool, value: Any, error: Any, retryable: bool
+        self,
+        key: str,
+        attempt: int,
+        ok: bool,
+        value: Any,
+        error: Any,
+        retryable: bool,
+        delay_ms: int | None = None,
     ) -> Outcome:
         if ok:
             # A success's outcome is always ("done", value): send it one way and go on.
@@ -82,7 +94,8 @@ class RemoteHost:
                 }
             )
             return ("done", value)
-        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable))
+        delay = [] if delay_ms is None else [delay_ms]  # a dynamic retry delay's answer
+        return tuple(await self._call("do_end", key, attempt, ok, value, error, retryable, *delay))
 
     async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:
         await self._call("sleep", key, name, count, ms, until)
@@ -112,11 +125,14 @@ class RemoteInstance:
     async def terminate(self) -> None:
         await self._call("terminate")
 
-    async def restart(self) -> None:
-        await self._call("restart")
+    async def restart(self, options: Any = None, **kwargs: Any) -> None:
+        await self._call("restart", {**(options or {}), **kwargs} if options or kwargs else None)
 
     async def send_event(self, event: Any = None, **kwargs: Any) -> None:
         await self._call("send_event", {**(event or {}), **kwargs})
+
+    async def delete(self) -> None:
+        await self._call("delete")
 
     sendEvent = send_event
 
@@ -146,13 +162,20 @@ class RemoteBinding:
             self, await self._call("binding", "create", {**(options or {}), **kwargs})
         )
 
-    async def create_batch(self, items: list[Any]) -> list[RemoteInstance]:
-        return [RemoteInstance(self, i) for i in await self._call("binding", "create_batch", items)]
+    async def create_batch(self, items: Any) -> Any:
+        made = await self._call("binding", "create_batch", items)
+        if isinstance(made, dict):  # the {"count"} / {"instances"} forms
+            return {**made, "created": [RemoteInstance(self, i) for i in made["created"]]}
+        return [RemoteInstance(self, i) for i in made]
 
     async def get(self, id: str) -> RemoteInstance:
         return RemoteInstance(self, await self._call("binding", "get", id))
 
+    async def delete_batch(self, ids: list[Any]) -> Any:
+        return await self._call("binding", "delete_batch", ids)
+
     createBatch = create_batch
+    deleteBatch = delete_batch
 
 
 class Env:
@@ -179,7 +202,7 @@ class Worker:
         self.root, self.policy = root, policy
         self.module: Any = None
         self.env: Env | None = None
-        self.compatibility_date = "2026-04-01"
+        self.compatibility_date = DEFAULT_COMPATIBILITY_DATE
         self.conn: Connection | None = None
 
     async def handle(self, msg: dict[str, Any]) -> Any:

@@ -30,8 +30,7 @@ from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._outbound import INTERNET, Gateway, outbound_of
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
-from dynwf.engine import Step, WorkflowBinding
-from dynwf.engine._pass import PassInterrupted, PassParked
+from dynwf.engine import PassInterrupted, PassParked, Step, WorkflowBinding
 from dynwf.errors import DynwfError, ValidationError
 from dynwf.workers import Request, Response
 from dynwf.workers._context import ExecutionContext
@@ -545,10 +544,23 @@ class WorkerStub:
             if method == "create":
                 return (await binding.create(args[0])).id
             if method == "create_batch":
-                return [i.id for i in await binding.create_batch(args[0])]
+                made = await binding.create_batch(args[0])
+                if isinstance(made, dict):
+                    return {**made, "created": [i.id for i in made["created"]]}
+                return [i.id for i in made]
             if method == "get":
                 return (await binding.get(args[0])).id
-        elif method in {"status", "pause", "resume", "terminate", "restart", "send_event"}:
+            if method == "delete_batch":
+                return await binding.delete_batch(args[0])
+        elif method in {
+            "status",
+            "pause",
+            "resume",
+            "terminate",
+            "restart",
+            "send_event",
+            "delete",
+        }:
             inst = await binding.get(args[0])
             return await getattr(inst, method)(*args[1:])
         raise ValueError(f"unknown binding call {method!r}")
@@ -633,7 +645,7 @@ class EntrypointStub:
             reason = iso.killed_for or "its process exited"
             raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
         except RemoteError as exc:
-            from dynwf.engine._step import error_from_dict
+            from dynwf.engine import error_from_dict
 
             if not is_error(exc.error):
                 iso.kill(f"worker {w.id!r} ended a run with a malformed error")

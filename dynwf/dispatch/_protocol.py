@@ -62,8 +62,8 @@ HOST_CALLS: Mapping[str, tuple[Check, ...]] = {
     "do_begin": (_str, _str, _int, _any),
     # key, attempt: the attempt's callback began (one way)
     "began": (_str, _int),
-    # key, attempt, ok, value, error, retryable
-    "do_end": (_str, _int, _bool, _any, _opt(is_error), _bool),
+    # key, attempt, ok, value, error, retryable[, delay ms: a dynamic retry delay's answer]
+    "do_end": (_str, _int, _bool, _any, _opt(is_error), _bool, _opt(_int)),
     # key, name, count, ms, until
     "sleep": (_str, _str, _int, _int, _opt(_int)),
     # key, name, count, event type, timeout ms
@@ -73,13 +73,15 @@ HOST_CALLS: Mapping[str, tuple[Check, ...]] = {
 # The tenant's Workflow binding: (kind, method) -> the shape of its arguments.
 BINDING_CALLS: Mapping[tuple[str, str], tuple[Check, ...]] = {
     ("binding", "create"): (_obj,),
-    ("binding", "create_batch"): (_list,),
+    ("binding", "create_batch"): (_any,),  # a list, or {"count"} / {"instances"}
     ("binding", "get"): (_str,),
+    ("binding", "delete_batch"): (_list,),
+    ("instance", "delete"): (_str,),
     ("instance", "status"): (_str,),
     ("instance", "pause"): (_str,),
     ("instance", "resume"): (_str,),
     ("instance", "terminate"): (_str,),
-    ("instance", "restart"): (_str,),
+    ("instance", "restart"): (_str, _any),  # id, options (None or {"from": ...})
     ("instance", "send_event"): (_str, _obj),
 }
 
@@ -96,6 +98,8 @@ OUTBOUND_REQUEST: Mapping[str, Check] = {
 
 
 def _args(args: Any, shape: tuple[Check, ...], what: str) -> str | None:
+    if isinstance(args, list) and len(args) == len(shape) - 1 and shape[-1](None):
+        shape = shape[:-1]  # an optional last argument left out
     if not isinstance(args, list) or len(args) != len(shape):
         return f"{what} takes {len(shape)} arguments as a list, got {_short(args)}"
     for i, (check, value) in enumerate(zip(shape, args, strict=True)):

@@ -282,6 +282,6 @@ def error_data(exc: BaseException) -> dict[str, str]:
 
     if isinstance(exc, NonRetryableError):
         return {"name": "NonRetryableError", "message": str(exc)}
-    from dynwf.engine._step import error_to_dict
+    from dynwf.engine import error_to_dict
 
     return dict(error_to_dict(exc))

@@ -51,8 +51,19 @@ class WorkflowBinding:
         st = await self._engine.create(self.workflow, self.scope, _merge(options, kwargs))
         return Instance(self._engine, st)
 
-    async def create_batch(self, items: list[Mapping[str, Any]]) -> list[Instance]:
-        """Create up to 100 instances; ids already in use are skipped and left out."""
+    async def create_batch(
+        self, items: list[Mapping[str, Any]] | Mapping[str, Any]
+    ) -> list[Instance] | dict[str, list[Any]]:
+        """Create up to 100 instances.
+
+        A list of create options: the instances made; ids already in use are skipped
+        and left out, and one bad item rejects the whole list. ``{"count": n,
+        "params"?}`` or ``{"instances": [options, ...]}``: ``{"created": [instances],
+        "errors": [{"index", "id", "code", "message"}]}``, one error per item not made.
+        """
+        if isinstance(items, Mapping):
+            made, errors = await self._engine.create_many(self.workflow, self.scope, items)
+            return {"created": [Instance(self._engine, st) for st in made], "errors": errors}
         made = await self._engine.create_batch(self.workflow, self.scope, items)
         return [Instance(self._engine, st) for st in made]
 
@@ -62,16 +73,19 @@ class WorkflowBinding:
             raise ValidationError(f"get() takes an instance id string, got {type(id).__name__}")
         return Instance(self._engine, self._engine.lookup(self.workflow, self.scope, id))
 
+    async def delete_batch(self, ids: list[str]) -> dict[str, Any]:
+        """Delete up to 100 instances: ``{"deleted": [{"id"}], "errors": [{"id", "code",
+        "message"}]}``; an id not found is an error entry, a repeated id counts once."""
+        return await self._engine.delete_batch(self.workflow, self.scope, ids)
+
     createBatch = create_batch
+    deleteBatch = delete_batch
 
     def other_scopes_with(self, id: str) -> list[str]:
         """Other tenant scopes of this workflow that hold an instance ``id`` (a scan: the
         dispatcher calls it only for ids a tenant chose)."""
-        return sorted(
-            scope
-            for (workflow, scope, other) in self._engine._index
-            if other == id and workflow == self.workflow and scope != self.scope
-        )
+        scopes = self._engine.table.scopes_with(self.workflow, id)
+        return [s for s in scopes if s != self.scope]
 
 
 def _merge(options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +131,21 @@ class Instance:
     async def terminate(self) -> None:
         await self._engine.terminate(self._state())
 
-    async def restart(self) -> None:
-        await self._engine.restart(self._state())
+    async def restart(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Run again from the top, or ``restart({"from": {"name", "count"?, "type"?}})``:
+        keep the steps before that step and run again from it."""
+        opts = _merge(options, kwargs) if options is not None or kwargs else None
+        await self._engine.restart(self._state(), opts)
+
+    async def delete(self) -> None:
+        """Stop the instance if it runs and delete it: ``get()`` no longer finds it and
+        its id is free again. ``InstanceNotFoundError`` if it is already gone."""
+        st = self._engine.lookup(self._st.workflow, self._st.scope, self._st.id)
+        if st.uid != self._st.uid:  # deleted already, and its id taken by a new instance
+            raise InstanceNotFoundError(
+                f"instance {self.id!r} not found in workflow {self._st.workflow!r}"
+            )
+        await self._engine.delete(st)
 
     async def send_event(self, event: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """``send_event({"type": ..., "payload": ...})``."""

@@ -39,6 +39,16 @@ class RetriesDict(TypedDict, total=False):
 class StepConfigDict(TypedDict, total=False):
     retries: RetriesDict
     timeout: str | int
+    sensitive: Literal["output"]
+
+
+# What every view shows for the output of a step configured ``sensitive: "output"``.
+REDACTED = "[REDACTED]"
+# A callable ``retries.delay`` as the journal freezes it: the callable runs where the
+# tenant's code runs, once per failed attempt, and says the base delay of that retry.
+DYNAMIC_DELAY = "[dynamic]"
+# How long a delay callable may take (Cloudflare's DELAY_FUNCTION_TIMEOUT_MS).
+DELAY_FUNCTION_TIMEOUT_S = 5.0
 
 
 DEFAULT_CONFIG: StepConfigDict = {
@@ -75,17 +85,21 @@ def parse_duration(value: object, *, what: str = "duration") -> int:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     limit: int
-    delay_ms: int
+    delay_ms: int  # 0 for a dynamic delay: the callable's answer is the base instead
     backoff: Backoff
+    dynamic: bool = False
 
-    def delay_before_retry(self, attempts_made: int) -> int:
-        """Delay before the next attempt once ``attempts_made`` attempts have failed."""
+    def delay_before_retry(self, attempts_made: int, base_ms: int | None = None) -> int:
+        """Delay before the next attempt once ``attempts_made`` attempts have failed;
+        ``base_ms`` is a dynamic delay's answer for this attempt (it goes through the
+        backoff like a fixed delay)."""
         k = attempts_made
+        base = self.delay_ms if base_ms is None else base_ms
         if self.backoff == "constant":
-            return self.delay_ms
+            return base
         if self.backoff == "linear":
-            return self.delay_ms * k
-        return int(self.delay_ms * 2 ** (k - 1))
+            return base * k
+        return int(base * 2 ** (k - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +110,13 @@ class StepConfig:
     timeout_ms: int
     raw: Mapping[str, Any]
 
+    @property
+    def sensitive(self) -> bool:
+        """The step's output is shown as ``REDACTED`` (it still flows to later steps)."""
+        return self.raw.get("sensitive") == "output"
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        frozen: dict[str, Any] = {
             "retries": {
                 "limit": self.retries.limit,
                 "delay": self.raw["retries"]["delay"],
@@ -105,6 +124,9 @@ class StepConfig:
             },
             "timeout": self.raw["timeout"],
         }
+        if self.sensitive:
+            frozen["sensitive"] = "output"
+        return frozen
 
 
 _DEFAULT: StepConfig | None = None
@@ -124,10 +146,17 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
     where = f"step {step!r}"
     if not isinstance(config, Mapping):
         raise InvalidStepConfigError(f"{where}: config must be a dict, got {type(config).__name__}")
-    unknown = set(config) - {"retries", "timeout"}
+    unknown = set(config) - {"retries", "timeout", "sensitive"}
     if unknown:
         raise InvalidStepConfigError(
-            f"{where}: unknown config key(s) {sorted(unknown)}; allowed: 'retries', 'timeout'"
+            f"{where}: unknown config key(s) {sorted(unknown)}; allowed: 'retries', 'timeout', "
+            "'sensitive'"
+        )
+    sensitive = config.get("sensitive")
+    if sensitive is not None and sensitive != "output":
+        raise InvalidStepConfigError(
+            f"{where}: config 'sensitive' must be 'output' (the step's output is then shown "
+            f"as {REDACTED!r} everywhere), got {sensitive!r}"
         )
     retries_in = config.get("retries", {})
     if not isinstance(retries_in, Mapping):
@@ -147,14 +176,21 @@ def _resolve(config: Mapping[str, Any], step: str) -> StepConfig:
         raise InvalidStepConfigError(
             f"{where}: retries.backoff {retries['backoff']!r} must be 'constant', 'linear' or 'exponential'"
         )
-    delay_ms = parse_duration(retries["delay"], what=f"{where}: retries.delay")
+    dynamic = callable(retries["delay"]) or retries["delay"] == DYNAMIC_DELAY
+    if dynamic:
+        retries["delay"] = DYNAMIC_DELAY
+        delay_ms = 0
+    else:
+        delay_ms = parse_duration(retries["delay"], what=f"{where}: retries.delay")
     timeout = config.get("timeout", DEFAULT_CONFIG["timeout"])
     timeout_ms = parse_duration(timeout, what=f"{where}: timeout")
     if timeout_ms <= 0:
         raise InvalidStepConfigError(f"{where}: timeout {timeout!r} must be longer than 0 ms")
-    raw = {"retries": retries, "timeout": timeout}
+    raw: dict[str, Any] = {"retries": retries, "timeout": timeout}
+    if sensitive is not None:
+        raw["sensitive"] = sensitive
     return StepConfig(
-        RetryPolicy(limit, delay_ms, cast(Backoff, retries["backoff"])), timeout_ms, raw
+        RetryPolicy(limit, delay_ms, cast(Backoff, retries["backoff"]), dynamic), timeout_ms, raw
     )
 
 

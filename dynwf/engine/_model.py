@@ -5,7 +5,10 @@ and hands it to the journal. Recovery applies the same facts in the same order,
 so the live state and the recovered state cannot drift apart.
 
 Fact kinds (``data`` is a JSON object):
-    created      {workflow, scope, id, params, schedule?}
+    created      {workflow, scope, id, params,        retention: ms a finished instance is
+                  retention?: {successRetention?,     kept (complete; errored or terminated)
+                               errorRetention?},      before it expires; schedule: the cron
+                  schedule?: {cron, scheduledTime}}   firing that created it
     status       {status, output?, error?}
     attempt      {n, config?, name?, count?,          a callback began (its code up to
                   mocked?, inferred?}                 its first suspension point ran, as
@@ -21,13 +24,16 @@ Fact kinds (``data`` is a JSON object):
     wait_done    {event?, output?, error?}            event seq consumed, or timeout
     event        {type, payload}                      buffered event (its seq is its id)
     resume       {shift}                              pending timers move by shift ms
-    restart      {}                                   wipe steps, events and timers
+    restart      {keep?: [step keys]}                 wipe steps (but those in keep: a
+                                                      restart from a step), events, timers
     pass         {replayed: [step keys]}              a run pass ended
     warning      {message, missing, ran}              replay divergence
     parked       {reason}                             its code did not load; it waits
                                                       (until the next status fact)
-    deleted      {}                                   the instance was deleted: listings,
-                                                      lookups and recovery skip it
+    deleted      {expired?}                           the instance was deleted: listings,
+                                                      lookups and recovery skip it; expired:
+                                                      past its retention, and the other
+                                                      facts of it were then removed
 """
 
 from __future__ import annotations
@@ -35,14 +41,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dynwf.engine._states import FINISHED, Status
 
+if TYPE_CHECKING:
+    from dynwf.journal import Row  # at run time an isolate imports this module, never DuckDB
+
 StepKind = Literal["do", "sleep", "waitForEvent"]
 ErrorDict = dict[str, str]
-Fact = tuple[str, str | None, dict[str, Any]]  # kind, step key, data
-Row = tuple[str, int, int, str, str | None, str]  # uid, seq, ts, kind, step, data json
 
 INTERNAL_ERROR: ErrorDict = {
     "name": "WorkflowInternalError",
@@ -136,6 +143,7 @@ class InstanceState:
         "parked",
         "passes",
         "paused_at",
+        "retention",
         "schedule",
         "scope",
         "started",
@@ -155,7 +163,8 @@ class InstanceState:
         self.schedule: dict[str, Any] | None = None  # {"cron", "scheduledTime"}: a cron made it
         self.created = 0
         self.deleted = False
-        self.status = Status.QUEUED
+        self.retention: dict[str, int] | None = None
+        self.status = Status.UNKNOWN  # until its first status fact
         self.output: Any = None
         self.error: ErrorDict | None = None
         self.started: int | None = None
@@ -182,6 +191,32 @@ class InstanceState:
         times = [s.wake_at for s in self.steps.values() if not s.done and s.wake_at is not None]
         return min(times) if times else None
 
+    @property
+    def expires_at(self) -> int | None:
+        """When a finished instance with a retention expires (ms since the epoch)."""
+        if self.retention is None or self.ended is None:
+            return None
+        if self.status is Status.COMPLETE:
+            keep = self.retention.get("successRetention")
+        elif self.status in (Status.ERRORED, Status.TERMINATED):
+            keep = self.retention.get("errorRetention")
+        else:
+            return None
+        return None if keep is None else self.ended + keep
+
+    def steps_from(self, name: str, count: int = 1, kind: str | None = None) -> list[str] | None:
+        """The keys of the ``count``-th step named ``name`` (of ``kind``, if given) and of
+        every step journaled after it, in journal order; None if there is no such step."""
+        seen = 0
+        keys = list(self.steps)
+        for i, key in enumerate(keys):
+            s = self.steps[key]
+            if s.name == name and (kind is None or s.kind == kind):
+                seen += 1
+                if seen == count:
+                    return keys[i:]
+        return None
+
     def waiting_types(self) -> set[str]:
         return {
             s.event_type
@@ -194,6 +229,7 @@ def _created(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str
     st.workflow, st.scope, st.id, st.params = d["workflow"], d["scope"], d["id"], d["params"]
     st.schedule = d.get("schedule")
     st.created = ts
+    st.retention = d.get("retention")
 
 
 def _status(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
@@ -280,8 +316,9 @@ def _resume(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str,
 
 
 def _restart(st: InstanceState, seq: int, ts: int, step: str | None, d: dict[str, Any]) -> None:
-    st.steps.clear()
-    st.do_count = 0
+    keep = set(d.get("keep", ()))
+    st.steps = {k: s for k, s in st.steps.items() if k in keep}
+    st.do_count = sum(1 for s in st.steps.values() if s.kind == "do")
     st.events.clear()
     st.warnings.clear()
     st.output = st.error = st.ended = st.started = st.paused_at = None
@@ -324,7 +361,6 @@ _APPLY: dict[str, Callable[[InstanceState, int, int, str | None, dict[str, Any]]
     "parked": _parked,
     "deleted": _deleted,
 }
-FACT_KINDS = frozenset(_APPLY)
 
 
 def fold(uid: str, rows: list[Row]) -> InstanceState:

@@ -1,4 +1,5 @@
-"""Per-instance test modifiers: the engine side of Cloudflare's workflow introspection.
+"""Test modifiers: skipping sleeps and retry delays (``TimeControl``, engine-wide or per
+instance) and the engine side of Cloudflare's workflow introspection (``Modifiers``).
 
 A ``Modifiers`` object is attached to one instance id (or to every new instance of a
 workflow) before the instance runs; the run pass consults it at each step, so a
@@ -37,12 +38,46 @@ class _Times:
         return True
 
 
+Skip = bool | frozenset[str | StepRef]  # all, none, or steps by name (every call) or (name, index)
+
+
+@dataclass(slots=True)
+class TimeControl:
+    """Skip sleeps and retry delays: all (True), none (False), or by step: a name skips
+    every call of that step, a (name, index) pair only that call."""
+
+    skip_sleeps: Skip = False
+    skip_retry_delays: Skip = False
+
+    def skips_sleep(self, name: str, count: int) -> bool:
+        return _skips(self.skip_sleeps, name, count)
+
+    def skips_retry(self, name: str, count: int) -> bool:
+        return _skips(self.skip_retry_delays, name, count)
+
+    def __or__(self, other: TimeControl) -> TimeControl:
+        """Skips what either skips (the engine's setting and an instance's modifiers)."""
+        return TimeControl(
+            _either(self.skip_sleeps, other.skip_sleeps),
+            _either(self.skip_retry_delays, other.skip_retry_delays),
+        )
+
+
+def _skips(s: Skip, name: str, count: int) -> bool:
+    return s if isinstance(s, bool) else name in s or (name, count) in s
+
+
+def _either(a: Skip, b: Skip) -> Skip:
+    if a is True or b is True:
+        return True
+    return frozenset(a or ()) | frozenset(b or ()) or False
+
+
 @dataclass(slots=True)
 class Modifiers:
     """What tests change about an instance's steps (each step by name and index)."""
 
-    sleeps_disabled: bool | set[StepRef] = False
-    retry_delays_disabled: bool | set[StepRef] = False
+    time: TimeControl = field(default_factory=TimeControl)
     step_results: dict[StepRef, Any] = field(default_factory=dict)
     step_errors: dict[StepRef, _Times] = field(default_factory=dict)
     step_timeouts: dict[StepRef, _Times] = field(default_factory=dict)
@@ -51,10 +86,10 @@ class Modifiers:
     _copies: dict[str, Modifiers] = field(default_factory=dict)
 
     def disable_sleeps(self, steps: list[StepRef] | None = None) -> None:
-        self.sleeps_disabled = True if steps is None else set(steps)
+        self.time.skip_sleeps = True if steps is None else frozenset(steps)
 
     def disable_retry_delays(self, steps: list[StepRef] | None = None) -> None:
-        self.retry_delays_disabled = True if steps is None else set(steps)
+        self.time.skip_retry_delays = True if steps is None else frozenset(steps)
 
     def mock_step_result(self, step: StepRef, value: Any) -> None:
         if step in self.step_results:
@@ -103,14 +138,6 @@ class Modifiers:
         return mods
 
     # -- what the run pass asks --------------------------------------------------------
-    def skips_sleep(self, name: str, count: int) -> bool:
-        s = self.sleeps_disabled
-        return s if isinstance(s, bool) else (name, count) in s
-
-    def skips_retry(self, name: str, count: int) -> bool:
-        s = self.retry_delays_disabled
-        return s if isinstance(s, bool) else (name, count) in s
-
     def times_out_event(self, name: str, count: int) -> bool:
         return (name, count) in self.event_timeouts
 

@@ -21,7 +21,9 @@ from dynwf.engine._step import DoBegin, Outcome
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dynwf.engine._engine import Engine, Workflow
+    from dynwf.engine._engine import Engine
+    from dynwf.engine._modify import TimeControl
+    from dynwf.engine._workflow import Workflow
 
 
 # The engine's own deadline for an attempt comes this long after its timeout. A callback
@@ -84,6 +86,13 @@ class Pass:
         self.interrupt_requested = False
         self._configs: dict[str, StepConfig] = {}
         self.mods = engine.modifiers_for(st)
+
+    @property
+    def time(self) -> TimeControl:
+        """What this pass skips: the engine's setting and the instance's test modifiers
+        (read at each step, so a test may change them while the instance runs)."""
+        eng = self.engine
+        return eng.time | self.mods.time if self.mods is not None else eng.time
 
     # -- ending the pass ------------------------------------------------------------
     async def _suspend(self) -> Any:
@@ -303,7 +312,7 @@ class Pass:
                 if outcome is not None:
                     return outcome
             late = s.wake_at is not None and s.wake_at > eng.clock.now_ms()
-            if late and not eng.time.skips_retry(name):
+            if late and not self.time.skips_retry(name, count):
                 await self._suspend()  # the retry delay has not passed yet
         mock = self.mods.plan(name, count, cfg.timeout_ms) if self.mods is not None else None
         n = (len(s.attempts) if s is not None else 0) + 1
@@ -324,7 +333,14 @@ class Pass:
         return outcome
 
     async def do_end(
-        self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
+        self,
+        key: str,
+        attempt: int,
+        ok: bool,
+        value: Any,
+        error: ErrorDict | None,
+        retryable: bool,
+        delay_ms: int | None = None,
     ) -> Outcome:
         if ok:
             return self.do_done(key, attempt, value)
@@ -333,7 +349,9 @@ class Pass:
         if s is None:
             await self._suspend()  # the engine ended it at its deadline: this pass is over
         assert s is not None and error is not None
-        outcome = self._attempt_failed(s, error, retryable)
+        if delay_ms is not None and (isinstance(delay_ms, bool) or delay_ms < 0):
+            delay_ms = None  # not a delay: the policy's own (an isolate's bad report)
+        outcome = self._attempt_failed(s, error, retryable, delay_ms)
         eng.step_finished(st, s)
         if outcome is None:
             await self._suspend()
@@ -357,16 +375,18 @@ class Pass:
         self.maybe_cancel()
         return ("done", value)
 
-    def _attempt_failed(self, s: StepState, error: ErrorDict, retryable: bool) -> Outcome | None:
-        """Record a failed attempt; the final error, or None when a retry is due later."""
+    def _attempt_failed(
+        self, s: StepState, error: ErrorDict, retryable: bool, base_ms: int | None = None
+    ) -> Outcome | None:
+        """Record a failed attempt; the final error, or None when a retry is due later.
+        ``base_ms``: a dynamic delay's answer for this attempt (else the policy's delay;
+        a dynamic policy with no answer, e.g. an attempt cut off by a crash, uses 0)."""
         eng = self.engine
         policy = self._config(s).retries
         made = len(s.attempts)
         if retryable and made <= policy.limit:
-            skip = eng.time.skips_retry(s.name) or (
-                self.mods is not None and self.mods.skips_retry(s.name, s.count)
-            )
-            delay = 0 if skip else policy.delay_before_retry(made)
+            skip = self.time.skips_retry(s.name, s.count)
+            delay = 0 if skip else policy.delay_before_retry(made, base_ms)
             eng.record(
                 self.st,
                 "attempt_end",
@@ -394,9 +414,7 @@ class Pass:
             return
         await self._boundary()
         now = eng.clock.now_ms()
-        skip = eng.time.skips_sleep(name) or (
-            self.mods is not None and self.mods.skips_sleep(name, count)
-        )
+        skip = self.time.skips_sleep(name, count)
         if s is None:
             target = until if until is not None else now + ms
             natural_end = target <= now

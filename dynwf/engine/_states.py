@@ -6,6 +6,8 @@ Rules:
   to decide what may happen next.
 - An event missing from a status's row is an error (``InvalidStateError``), unless
   the status is listed in ``NOOP`` for that event, in which case nothing changes.
+- ``transition`` only answers; the engine's ``set_status`` records the change and hands
+  it to the one place that reacts to it (``Scheduler.react``).
 - ``queued`` means runnable (waiting for a run slot); ``running`` means a run pass
   is in progress; ``waiting`` means hibernated on a sleep, retry delay or event.
 """
@@ -30,6 +32,7 @@ class Status(StrEnum):
 
 
 class Event(StrEnum):
+    CREATE = "create"  # the instance was created
     START = "start"  # a run pass begins
     SUSPEND = "suspend"  # the pass ended on a sleep, retry delay or event wait
     WAKE = "wake"  # a timer fired or an awaited event arrived
@@ -92,11 +95,12 @@ TRANSITIONS: dict[Status, dict[Event, Status]] = {
     S.COMPLETE: {E.RESTART: S.QUEUED, E.RECOVER: S.COMPLETE},
     S.ERRORED: {E.RESTART: S.QUEUED, E.RECOVER: S.ERRORED},
     S.TERMINATED: {E.RESTART: S.QUEUED, E.RECOVER: S.TERMINATED},
-    S.UNKNOWN: {E.RECOVER: S.QUEUED},
+    # no status fact yet: a state being built, or a journal written without one
+    S.UNKNOWN: {E.CREATE: S.QUEUED, E.RECOVER: S.QUEUED},
 }
 
 NOOP: dict[Event, frozenset[Status]] = {
-    E.RESUME: frozenset({S.QUEUED, S.RUNNING, S.WAITING}),
+    E.RESUME: frozenset({S.QUEUED, S.RUNNING, S.WAITING, S.COMPLETE, S.ERRORED, S.TERMINATED}),
     E.PAUSE: frozenset({S.PAUSED, S.WAITING_FOR_PAUSE}),
     E.WAKE: frozenset({S.COMPLETE, S.ERRORED, S.TERMINATED}),
 }

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from dynwf.engine._config import parse_duration
+from dynwf.engine._config import DELAY_FUNCTION_TIMEOUT_S, DYNAMIC_DELAY, parse_duration
 from dynwf.engine._model import ErrorDict, step_key
 from dynwf.engine._rules import check_event_type, check_step_name, json_value
-from dynwf.errors import PayloadError
+from dynwf.errors import InvalidDurationError, PayloadError
 from dynwf.workers.workflows import (
     NonRetryableError,
     WorkflowInternalError,
@@ -53,8 +53,18 @@ class StepHost(Protocol):
         suspension point ran. Called once per ``("run", ...)`` answer, before ``do_end``."""
 
     async def do_end(
-        self, key: str, attempt: int, ok: bool, value: Any, error: ErrorDict | None, retryable: bool
-    ) -> Outcome: ...
+        self,
+        key: str,
+        attempt: int,
+        ok: bool,
+        value: Any,
+        error: ErrorDict | None,
+        retryable: bool,
+        delay_ms: int | None = None,
+    ) -> Outcome:
+        """``delay_ms``: for a failed attempt of a step whose ``retries.delay`` is a
+        callable, the callable's answer (the base of the retry's delay)."""
+        ...
 
     async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None: ...
 
@@ -315,7 +325,12 @@ class Step:
         values = await self._gather(
             [self._dependency(d) for d in deps if d is not None], decl.concurrent
         )
-        begin = await self._host.do_begin(key, decl.name, count, decl.config)
+        delay_fn = _delay_function(decl.config)
+        config = decl.config
+        if delay_fn is not None:  # the callable stays here; the engine sees "[dynamic]"
+            assert config is not None
+            config = {**config, "retries": {**config["retries"], "delay": DYNAMIC_DELAY}}
+        begin = await self._host.do_begin(key, decl.name, count, config)
         if begin[0] == "done":
             return begin[1]
         if begin[0] == "error":
@@ -324,8 +339,17 @@ class Step:
         ctx = EventDict(step=EventDict(name=decl.name, count=count), attempt=attempt, config=frozen)
         it = iter(values)
         args = [ctx if d is None else next(it) for d in deps]
-        ok, value, error, retryable = await self._attempt(decl, args, timeout_ms, key, attempt)
-        outcome = await self._host.do_end(key, attempt, ok, value, error, retryable)
+        ok, value, error, retryable, exc = await self._attempt(decl, args, timeout_ms, key, attempt)
+        delay: list[int] = []  # a dynamic delay's answer, when a retry follows
+        retries = not ok and retryable and attempt <= frozen["retries"]["limit"]
+        if retries and delay_fn is not None:
+            asked, failure = await _ask_delay(delay_fn, ctx, exc, f"{decl.name}-{count}")
+            if failure is not None:  # the step fails without retry
+                error, retryable = failure, False
+            else:
+                assert asked is not None
+                delay = [asked]
+        outcome = await self._host.do_end(key, attempt, ok, value, error, retryable, *delay)
         if outcome[0] == "done":
             return outcome[1]
         raise self._rebuild(outcome[1])
@@ -338,7 +362,7 @@ class Step:
 
     async def _attempt(
         self, decl: _Declared, args: list[Any], timeout_ms: int, key: str, attempt: int
-    ) -> tuple[bool, Any, ErrorDict | None, bool]:
+    ) -> tuple[bool, Any, ErrorDict | None, bool, BaseException | None]:
         """Run one attempt's callback; the host hears ``began`` once the callback's code
         up to its first suspension point ran (all of it, for a plain function)."""
 
@@ -357,20 +381,16 @@ class Step:
             else:
                 began()
             clean, _ = json_value(result, what=f"the result of step {decl.name!r}")
-            return True, clean, None, True
+            return True, clean, None, True, None
         except TimeoutError:  # asyncio.timeout's, or one the callback raised itself
-            return (
-                False,
-                None,
-                error_to_dict(WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms")),
-                True,
-            )
+            timeout = WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms")
+            return False, None, error_to_dict(timeout), True, timeout
         except PayloadError as exc:
-            return False, None, {"name": "TypeError", "message": str(exc)}, False
+            return False, None, {"name": "TypeError", "message": str(exc)}, False, exc
         except NonRetryableError as exc:
-            return False, None, {"name": "NonRetryableError", "message": str(exc)}, False
+            return False, None, {"name": "NonRetryableError", "message": str(exc)}, False, exc
         except Exception as exc:
-            return False, None, error_to_dict(exc), True
+            return False, None, error_to_dict(exc), True, exc
 
     # -- sleep / wait ------------------------------------------------------------
     async def sleep(self, name: str, duration: str | int | timedelta) -> None:
@@ -408,6 +428,42 @@ class Step:
     # camelCase aliases, as Cloudflare accepts them
     sleepUntil = sleep_until
     waitForEvent = wait_for_event
+
+
+def _delay_function(config: Mapping[str, Any] | None) -> Callable[..., Any] | None:
+    """A step config's callable ``retries.delay``, if it has one."""
+    if not isinstance(config, Mapping):
+        return None
+    retries = config.get("retries")
+    delay = retries.get("delay") if isinstance(retries, Mapping) else None
+    return delay if callable(delay) else None
+
+
+async def _ask_delay(
+    fn: Callable[..., Any], ctx: EventDict, error: BaseException | None, step: str
+) -> tuple[int, None] | tuple[None, ErrorDict]:
+    """A dynamic delay's answer for one failed attempt, in ms, or the error the step then
+    fails with (Cloudflare's NonRetryableDelayError and its messages)."""
+
+    def failed(reason: str) -> tuple[None, ErrorDict]:
+        message = f'The delay function for step "{step}" {reason}'
+        return None, {"name": "NonRetryableDelayError", "message": message}
+
+    try:
+        answer = fn(EventDict(ctx=ctx, error=error))
+        if inspect.isawaitable(answer):
+            async with asyncio.timeout(DELAY_FUNCTION_TIMEOUT_S):
+                answer = await answer
+    except TimeoutError:
+        return failed(f"did not return within {DELAY_FUNCTION_TIMEOUT_S:g} seconds")
+    except Exception as exc:
+        return failed(f"threw an error: {exc}")
+    try:
+        return parse_duration(answer), None
+    except InvalidDurationError:
+        return failed(
+            'returned an invalid delay value (expected a number of ms or a duration string like "30 seconds")'
+        )
 
 
 def _check_sleep(name: str, ms: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from dynwf.engine._clock import iso_ms
-from dynwf.engine._config import resolve_step_config
+from dynwf.engine._config import REDACTED, resolve_step_config
 from dynwf.engine._model import ErrorDict, InstanceState, StepState
 from dynwf.engine._states import Status
 
@@ -63,6 +63,8 @@ def instance_detail(st: InstanceState) -> dict[str, Any]:
         # Why a waiting instance cannot run: its code did not load (it runs when it does).
         "parked": st.parked if st.status is Status.WAITING else None,
         "passes": st.passes,
+        # A finished instance with a retention is gone after this time (create's retention).
+        "expires": iso_ms(st.expires_at),
         "events": [
             {
                 "type": e.type,
@@ -133,7 +135,8 @@ def _step(s: StepState) -> dict[str, Any]:
         "type": "step",
     }
     if success:  # wrangler omits the key (not null) unless the step succeeded
-        out["output"] = s.output
+        sensitive = (s.config or {}).get("sensitive") == "output"
+        out["output"] = REDACTED if sensitive else s.output
     # The config frozen with the first attempt; wrangler always shows one.
     out["config"] = s.config or resolve_step_config(None, step=s.name).as_dict()
     out["attempts"] = [

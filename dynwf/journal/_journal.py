@@ -46,8 +46,7 @@ SCHEMA_VERSION = "1"
 #   an OS crash or power loss; like SQLite's synchronous=NORMAL. About 0.55 ms.
 # "machine": fsync on every commit; survives an OS crash too. About 0.9 ms.
 Durability = Literal["process", "machine"]
-Row = tuple[str, int, int, str, str | None, str]
-FINISHED = ("complete", "errored", "terminated")
+Row = tuple[str, int, int, str, str | None, str]  # uid, seq, ts, kind, step, data json
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -302,15 +301,44 @@ class Journal:
         ids = list(uids)
         return self._rows("uid IN (SELECT unnest($1::VARCHAR[]))", [ids]) if ids else {}
 
-    def unfinished_facts(self) -> dict[str, list[Row]]:
-        """Every fact of every instance whose latest status is not finished."""
+    def unfinished_facts(self, finished: Sequence[str]) -> dict[str, list[Row]]:
+        """Every fact of every instance whose latest status is not one of ``finished``."""
         return self._rows(
             "(uid IN (SELECT uid FROM (SELECT uid, arg_max(data->>'status', seq) AS st "
-            "FROM journal WHERE kind = 'status' GROUP BY uid) WHERE st NOT IN (?, ?, ?)) "
+            "FROM journal WHERE kind = 'status' GROUP BY uid) "
+            "WHERE NOT list_contains($1::VARCHAR[], st)) "
             "OR uid NOT IN (SELECT uid FROM journal WHERE kind = 'status')) "
             "AND uid NOT IN (SELECT uid FROM journal WHERE kind = 'deleted')",
-            FINISHED,
+            [list(finished)],
         )
+
+    def retained(self, finished: Sequence[str]) -> list[str]:
+        """Every instance, not deleted, created with a retention whose latest status is one
+        of ``finished``: those that may expire."""
+        rows = self._read(
+            "WITH s AS (SELECT uid, arg_max(data->>'status', seq) AS st FROM journal "
+            "WHERE kind = 'status' GROUP BY uid) "
+            "SELECT c.uid FROM journal c JOIN s USING (uid) "
+            "WHERE c.kind = 'created' AND (c.data->'retention') IS NOT NULL "
+            "AND list_contains($1::VARCHAR[], s.st) "
+            "AND c.uid NOT IN (SELECT uid FROM journal WHERE kind = 'deleted')",
+            [list(finished)],
+        )
+        return [str(r[0]) for r in rows]
+
+    def compact(self, uids: Sequence[str]) -> None:
+        """Remove every fact of these instances but their ``deleted`` tombstone (expired
+        instances: their tombstone holds the journal's newest seq for ``WriterMark``)."""
+        if not uids:
+            return
+        try:
+            self._db.execute(
+                "DELETE FROM journal WHERE uid IN (SELECT unnest($1::VARCHAR[])) "
+                "AND kind <> 'deleted'",
+                [list(uids)],
+            )
+        except duckdb.Error as exc:
+            raise self._damaged(exc, "cannot compact") from exc
 
     def instances(
         self,

@@ -19,7 +19,7 @@ from dynwf.config import ProjectConfig, load_config
 from dynwf.dispatch import IsolateLimits, WorkerLoader, current_env
 from dynwf.dispatch._api import PlatformExports, current_main
 from dynwf.dispatch._loader import Isolation
-from dynwf.engine import Engine, EntrypointProgram, Workflow
+from dynwf.engine import DEFAULT_COMPATIBILITY_DATE, Engine, EntrypointProgram, Workflow
 from dynwf.errors import DynwfError
 from dynwf.project._kv import TENANT_CODE_BINDING, TenantCodeNamespace, newer_version
 from dynwf.project._schedules import Scheduler
@@ -78,7 +78,7 @@ class Project:
     @property
     def compatibility_date(self) -> str:
         d = self.config.compatibility_date
-        return d.isoformat() if d is not None else "2026-04-01"
+        return d.isoformat() if d is not None else DEFAULT_COMPATIBILITY_DATE
 
     @classmethod
     def load(cls, path: str | Path = ".", **kwargs: Any) -> Project:
@@ -140,6 +140,7 @@ class Project:
                         class_name=wf.class_name,
                         compatibility_date=self.compatibility_date,
                         step_limit=wf.step_limit or 10_000,
+                        concurrency_limit=wf.concurrency_limit,
                     )
                 )
             else:

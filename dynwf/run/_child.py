@@ -29,8 +29,16 @@ from typing import Any
 
 from dynwf.dispatch import scope_of
 from dynwf.dispatch._api import show_deprecations, tenant_binding
-from dynwf.engine import Faults, InstanceState, StatusChange, StepEvent, StepState, TimeControl
-from dynwf.engine._states import FINISHED, Status
+from dynwf.engine import (
+    FINISHED,
+    Faults,
+    InstanceState,
+    Status,
+    StatusChange,
+    StepEvent,
+    StepState,
+    TimeControl,
+)
 from dynwf.errors import DynwfError
 from dynwf.project import Project
 from dynwf.run._spec import RunSpec

@@ -25,6 +25,13 @@ or where dynwf's explorer API spec decides otherwise:
    workflow, or of one tenant with ``?tenant=``) stop and forget instances as wrangler
    does; a deleted instance answers 404 at once (wrangler keeps serving its detail
    until restart). The journal keeps its facts, marked deleted.
+   ``PATCH .../status`` takes ``{"action": "restart", "from": {"name", "count"?,
+   "type"?}}`` (restart from a step); an unknown step is a 400 naming it; beside
+   another action ``from`` is ignored, as wrangler 4.86 does.
+   ``POST .../instances/batch/delete`` with ``{"instances": [id, ...]}`` (1 to 100, a
+   repeated id once) answers ``{"deleted": [{"id"}], "errors": [{"id", "code",
+   "message"}]}``, the shape of Cloudflare's API and binding ``deleteBatch``; wrangler
+   4.86's dev server has no such route (its CLI has no ``instances delete``).
 6. ``page`` and ``per_page`` must be integers (wrangler echoes ``page=1.5`` and
    answers an empty page).
 7. Instance detail ``queued`` is the creation time; wrangler moves it to the restart
@@ -48,7 +55,9 @@ detail), per-step ``executions``, ``replays`` and (for ``step.do``) ``unreported
 explorer UI's timeline the detail also carries ``passes`` (run passes so far),
 ``events`` (every buffered event: ``type``, ``payload``, ``timestamp``, ``consumed``)
 and per step ``wake_at`` (an unfinished step's next timer: sleep end, retry, wait
-deadline; else null), plus ``sleep_ms`` on sleeps and ``event_type`` on waits.
+deadline; else null), plus ``sleep_ms`` on sleeps and ``event_type`` on waits. The
+create body may carry ``retention`` (``{"successRetention", "errorRetention"}``, as the
+binding's create), and the detail says when a finished instance with one ``expires``.
 """
 
 from __future__ import annotations
@@ -63,7 +72,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dynwf.engine import Engine, InstanceState, instance_detail, instance_list_item
+from dynwf.engine import (
+    Engine,
+    InstanceState,
+    check_id_batch,
+    instance_detail,
+    instance_list_item,
+)
 from dynwf.errors import (
     DynwfError,
     InstanceExistsError,
@@ -192,6 +207,7 @@ class Explorer:
             ("POST", ("workflows", "*", "instances"), self.create_instance),
             ("GET", ("workflows", "*", "instances", "*"), self.get_instance),
             ("DELETE", ("workflows", "*", "instances", "*"), self.delete_instance),
+            ("POST", ("workflows", "*", "instances", "batch", "delete"), self.delete_batch),
             ("PATCH", ("workflows", "*", "instances", "*", "status"), self.change_status),
             (
                 "POST",
@@ -329,17 +345,18 @@ class Explorer:
     async def create_instance(self, call: Call, name: str) -> dict[str, Any]:
         self._workflow(name)
         body = _object_body(call.body, '{"id": "...", "params": {...}}')
-        unknown = sorted(set(body) - {"id", "params"})
+        unknown = sorted(set(body) - {"id", "params", "retention"})
         if unknown:
             raise ApiError(
                 400,
                 f"unknown key(s) {', '.join(repr(k) for k in unknown)} in the create body; "
-                "allowed: 'id', 'params'",
+                "allowed: 'id', 'params', 'retention'",
             )
         # wrangler stores missing params as {}, so the detail shows "params": {}.
         options: dict[str, Any] = {"params": body.get("params", {})}
-        if "id" in body:
-            options["id"] = body["id"]
+        for key in ("id", "retention"):
+            if key in body:
+                options[key] = body[key]
         scope = call.tenant or ""
         inst = await self.engine.binding(name, scope=scope).create(options)
         return ok({"id": inst.id, "tenant": scope})
@@ -355,6 +372,37 @@ class Explorer:
         await self.engine.delete(st)
         return ok({"success": True})
 
+    async def delete_batch(self, call: Call, name: str) -> dict[str, Any]:
+        """``{"instances": [id, ...]}`` -> ``{"deleted": [{"id"}], "errors": [...]}``."""
+        self._workflow(name)
+        body = _object_body(call.body, '{"instances": ["id", ...]}')
+        unknown = sorted(set(body) - {"instances"})
+        if unknown or "instances" not in body:
+            raise ApiError(
+                400,
+                'the batch delete body is {"instances": ["id", ...]} (1 to 100 ids); got '
+                f"keys {', '.join(repr(k) for k in sorted(body)) or 'none'}",
+            )
+        ids = body["instances"]
+        if call.tenant is not None:
+            result = await self.engine.binding(name, scope=call.tenant).delete_batch(ids)
+            return ok(result)
+        # No ?tenant=: each id is looked up in every tenant, as for one instance.
+        unique = check_id_batch(ids, what="the batch delete")
+        deleted: list[dict[str, str]] = []
+        errors: list[dict[str, str]] = []
+        for id in unique:
+            try:
+                scope = self._scope(name, id, None)
+            except ApiError as exc:
+                code = "instance.not_found" if exc.status == 404 else "instance.ambiguous"
+                errors.append({"id": id, "code": code, "message": str(exc)})
+                continue
+            done = await self.engine.binding(name, scope=scope).delete_batch([id])
+            deleted += done["deleted"]
+            errors += done["errors"]
+        return ok({"deleted": deleted, "errors": errors})
+
     async def change_status(self, call: Call, name: str, id: str) -> dict[str, Any]:
         self._workflow(name)
         body = _object_body(call.body, '{"action": "pause"}')
@@ -362,9 +410,14 @@ class Explorer:
         if action not in ACTIONS:
             shown = "undefined" if action is _ABSENT else _js(action)
             raise ApiError(400, f"Invalid action '{shown}'. Must be one of: {', '.join(ACTIONS)}.")
+        # wrangler 4.86 ignores "from" beside any other action (recorded); so does dynwf
+        start = body.get("from") if action == "restart" else None
         scope, _ = self._state(name, id, call.tenant)
         inst = await self.engine.binding(name, scope=scope).get(id)
-        await getattr(inst, action)()
+        if start is not None:
+            await inst.restart({"from": start})  # a bad or unknown step: 400, nothing changed
+        else:
+            await getattr(inst, action)()
         return ok({"success": True})
 
     async def send_event(self, call: Call, name: str, id: str, type_: str) -> dict[str, Any]:

@@ -25,9 +25,16 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
-from dynwf.engine import Engine, Faults, InstanceState, StepState, WorkflowBinding
-from dynwf.engine._modify import Modifiers, StepRef
-from dynwf.engine._states import FINISHED
+from dynwf.engine import (
+    FINISHED,
+    Engine,
+    Faults,
+    InstanceState,
+    Modifiers,
+    StepRef,
+    StepState,
+    WorkflowBinding,
+)
 from dynwf.errors import DynwfError, ValidationError
 
 When = Literal["before", "after", "during"]
@@ -278,7 +285,7 @@ class InstanceIntrospector(_Introspector):
 
         (s,) = await self._until(check, f"step {name!r} (index {index}) finishing", timeout)
         if s.error is not None:
-            from dynwf.engine._step import error_from_dict
+            from dynwf.engine import error_from_dict
 
             raise error_from_dict(s.error)
         return s.output

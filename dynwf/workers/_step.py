@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dynwf.compat._jsobject import JsObject
-from dynwf.engine._step import Step, StepHost
+from dynwf.engine import Step, StepHost
 from dynwf.workers._errors import error_as_on_cloudflare
 from dynwf.workers._rpc import wait_result
 
