@@ -101,9 +101,17 @@ def instance_handle(instance: Any) -> InstanceHandle:
             )
         await instance.send_event(python_from_rpc(event))
 
-    def forward(method: str) -> Callable[[], Awaitable[None]]:
-        async def call() -> None:
-            await getattr(instance, method)()
+    def forward(method: str) -> Callable[..., Awaitable[None]]:
+        async def call(*args: Any) -> None:
+            # A JS function: what it is given must be a JS value already (restart's
+            # {"from": ...} options, for one); a Python dict would reach it as a PyProxy.
+            if any(not isinstance(a, JsObject) for a in args):
+                raise TypeError(
+                    f"{method} got a {type(args[0]).__name__}: a Python dict passed to a JS "
+                    "function reaches it as a PyProxy, which Workers RPC cannot send; pass "
+                    "to_js({...}, dict_converter=Object.fromEntries)"
+                )
+            await getattr(instance, method)(*(python_from_rpc(a) for a in args))
 
         return call
 
@@ -129,11 +137,32 @@ class TenantWorkflows:
         created = await self._binding.create(options, **kwargs)
         return instance_handle(created)
 
-    async def create_batch(self, items: list[Any]) -> list[InstanceHandle]:
-        created = await self._binding.create_batch(python_from_rpc(items))
+    async def createBatch(self, items: list[Any]) -> list[InstanceHandle]:
+        items = python_from_rpc(items)
+        if not isinstance(items, list):
+            raise TypeError(
+                "createBatch of a tenant's env.WORKFLOWS (the dynamic_workflows binding) "
+                f"takes a list of {{id?, params?}}, not a {type(items).__name__}: the "
+                "{count} and {instances} forms are the platform's own Workflow binding's "
+                "(call them from the dispatcher)"
+            )
+        created = await self._binding.create_batch(items)
         return [instance_handle(i) for i in created]
 
-    createBatch = create_batch
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        use = "createBatch" if name == "create_batch" else None
+        raise AttributeError(
+            f"env.WORKFLOWS.{name} does not exist on Cloudflare: a tenant's binding is the "
+            "dispatcher's DynamicWorkflowBinding, which has create, createBatch and get"
+            + (
+                f"; use {use}"
+                if use
+                else "; delete and deleteBatch are the platform's "
+                "(the dispatcher's own binding, the explorer API, `dynwf instances delete`)"
+            )
+        )
 
     async def get(self, instance_id: str) -> InstanceHandle:
         return instance_handle(await self._binding.get(instance_id))
