@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dynwf.dispatch import _protocol
+from dynwf.dispatch import _protocol, _template
 from dynwf.dispatch._doorbell import Doorbell
+from dynwf.dispatch._template import ForkedProcess, Template
 from dynwf.dispatch._wire import Connection, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
@@ -33,6 +34,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 # the engine removes when the isolate exits; ``sweep_stale`` removes those of dead engines.
 ROOT_PREFIX = "dynwf-isolate-"
 _reapers: dict[int, asyncio.Task[None]] = {}  # pid -> removes its folder when it exits
+# An isolate's process: forked from the template (Linux), or a fresh interpreter.
+Process = ForkedProcess | asyncio.subprocess.Process
+_spawn_said = False  # the fallback to fresh interpreters is logged once per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ class Isolate:
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: Process,
         conn: Connection,
         handler: Handler,
         fast: FastHandler | None = None,
@@ -176,11 +180,12 @@ class Isolate:
 
 
 # A started isolate process, the engine's end of its message socket, its doorbell.
-Booted = tuple[asyncio.subprocess.Process, socket.socket, Doorbell | None]
+Booted = tuple[Process, socket.socket, Doorbell | None]
 
 
-async def spawn(limits: IsolateLimits) -> Booted:
-    """Start an isolate process; it boots and waits for a ``load`` message."""
+async def spawn(limits: IsolateLimits, template: Template | None = None) -> Booted:
+    """Start an isolate process, forked from ``template`` if given, else a fresh
+    interpreter; it boots and waits for a ``load`` message."""
     ours, theirs = socket.socketpair()
     made = Doorbell.create()
     bell, bell_fd = made if made is not None else (None, None)
@@ -194,18 +199,23 @@ async def spawn(limits: IsolateLimits) -> Booted:
     }
     if bell_fd is not None:
         env["DYNWF_ISOLATE_DOORBELL"] = str(bell_fd)
+    fds = [theirs.fileno()] if bell_fd is None else [theirs.fileno(), bell_fd]
+    proc: Process
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dynwf.dispatch._isolate_main",
-            stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),) if bell_fd is None else (theirs.fileno(), bell_fd),
-            env=env,
-            # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
-            # isolates itself, not every isolate at once with a traceback each.
-            start_new_session=True,
-        )
+        if template is not None:
+            proc = await template.fork(env, fds)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dynwf.dispatch._isolate_main",
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=fds,
+                env=env,
+                # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
+                # isolates itself, not every isolate at once with a traceback each.
+                start_new_session=True,
+            )
     except BaseException:
         ours.close()
         if bell is not None:
@@ -227,7 +237,7 @@ def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
         del _reapers[pid]
 
 
-async def _remove_on_exit(proc: asyncio.subprocess.Process, root: str) -> None:
+async def _remove_on_exit(proc: Process, root: str) -> None:
     """Remove an isolate's module folder once its process has exited, however it exits."""
     try:
         await proc.wait()
@@ -279,7 +289,11 @@ async def discard(booted: Booted) -> None:
 
 
 class IsolatePool:
-    """Starts isolates (keeping one warm spare), watches their CPU, evicts idle ones."""
+    """Starts isolates (keeping one warm spare), watches their CPU, evicts idle ones.
+
+    On Linux every isolate is forked from one template process (``_template``),
+    started with the pool's first isolate; elsewhere each is a fresh interpreter.
+    """
 
     def __init__(
         self,
@@ -298,6 +312,9 @@ class IsolatePool:
         self._booting = 0  # isolate processes starting now
         self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         self._crowded = False  # at the last watchdog tick, more runnable threads than cores
+        self._template: Template | None = None
+        self._template_lock = asyncio.Lock()
+        self.fork = _template.available()
         if (swept := sweep_stale()) > 0:
             log.info("removed %d isolate folder(s) left by an engine that was killed", swept)
 
@@ -328,9 +345,29 @@ class IsolatePool:
     async def _boot(self) -> Booted:
         self._booting += 1
         try:
-            return await spawn(self.limits)
+            return await spawn(self.limits, await self._template_ready())
         finally:
             self._booting -= 1
+
+    async def _template_ready(self) -> Template | None:
+        """The running template to fork from (started now if none runs); None off Linux."""
+        if not self.fork:
+            global _spawn_said
+            if not _spawn_said:
+                _spawn_said = True
+                log.info(
+                    "isolates start as fresh interpreters (about 90 ms each): forking them "
+                    "from a template process needs Linux"
+                )
+            return None
+        async with self._template_lock:
+            if self._closed:
+                raise _template.TemplateError("the isolate pool is closed")
+            if self._template is None or not self._template.alive:
+                if self._template is not None:
+                    await self._template.close()
+                self._template = await Template.start()
+            return self._template
 
     @property
     def idle_core(self) -> bool:
@@ -372,10 +409,18 @@ class IsolatePool:
             await iso.close()
         self._live.clear()
         if self._spare is not None:
-            booted = await self._spare
-            stopped.add(booted[0].pid)
-            await discard(booted)
+            try:
+                booted: Booted | None = await self._spare
+            except Exception:  # it never booted (the template failed): nothing to stop
+                booted = None
+            if booted is not None:
+                stopped.add(booted[0].pid)
+                await discard(booted)
             self._spare = None
         if self._watch is not None:
             self._watch.cancel()
+        async with self._template_lock:
+            if self._template is not None:
+                await self._template.close()
+                self._template = None
         await reap(stopped)

@@ -1,8 +1,9 @@
 """The isolate process: one tenant's loaded worker, driven by the engine over stdin/stdout.
 
-Started as ``python -m dynwf.dispatch._isolate_main``; it waits, already booted, for a
-``load`` message (so a cold dispatch costs a module import, not an interpreter start),
-then serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``.
+Forked from the template process (``_template_main``) on Linux, else started as
+``python -m dynwf.dispatch._isolate_main``; it waits, already booted, for a ``load``
+message (so a cold dispatch costs a module import, not an interpreter start), then
+serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dynwf._lifetime import die_with_parent
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine._step import DoBegin, Outcome, Step, error_from_dict
@@ -252,24 +254,37 @@ class Worker:
         return {"status": response.status, "headers": response.headers, "body": response.body.hex()}
 
 
-def _die_with_parent() -> None:
-    # The isolate runs in its own session (so Ctrl-C does not hit it); if the engine
-    # is killed outright, a tenant stuck in a CPU loop would never read the EOF on its
-    # pipe, so on Linux ask the kernel to kill it with its parent.
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+# Modules a tenant's code commonly imports that are no part of this module's own imports:
+# the template process imports them once, so no forked isolate pays for them.
+TENANT_IMPORTS = ("js", "pyodide.ffi", "workers.workflows", "dataclasses", "enum", "typing")
 
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-            parent = os.environ.get("DYNWF_ISOLATE_PARENT")
-            if parent and os.getppid() != int(parent):  # it died before prctl took effect
-                os._exit(0)
+
+def prepare_template() -> None:
+    """Prepare the template: what every isolate needs before its tenant, done once.
+
+    In the fork server (``_template_main``) this runs once, in the template process,
+    before it forks any isolate; in the spawn path (non-Linux) each isolate runs it
+    itself at start. Process-wide setup that is the same for every tenant belongs here;
+    what is per isolate (its limits, its socket, its tenant) belongs to ``main``.
+    """
+    install()
+    for name in TENANT_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    _event_loop().close()  # imports uvloop; the loop itself is made per isolate
 
 
 async def main() -> None:
-    _die_with_parent()
+    """The per-isolate startup, in the isolate's own process before any tenant code runs.
+
+    A spawned isolate and one forked from the template both start here, with their
+    settings in ``DYNWF_ISOLATE_*`` environment variables.
+    """
+    # Its own session (so Ctrl-C does not hit it); if the engine is killed outright, a
+    # tenant stuck in a CPU loop would never read the EOF on its socket.
+    parent = os.environ.get("DYNWF_ISOLATE_PARENT")
+    if parent:
+        die_with_parent(int(parent))
     install()
     limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
     if limit_mb:
@@ -298,6 +313,12 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-if __name__ == "__main__":
+def serve() -> None:
+    """Run this isolate until the engine closes its socket (``main`` on a fresh loop)."""
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         runner.run(main())
+
+
+if __name__ == "__main__":
+    prepare_template()
+    serve()
