@@ -57,9 +57,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -138,6 +143,7 @@ class Default(WorkerEntrypoint):
 '''
 
 WORKER = """\
+import json
 import time
 
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
@@ -162,7 +168,57 @@ class TenantWorkflow(WorkflowEntrypoint):
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
+        path, _, query = request.url.split("://", 1)[-1].partition("?")
+        action = path.split("/")[2] if path.count("/") >= 2 else ""
+        if action == "create":  # /<tenant>/create?steps=N: start an instance, answer its id
+            inst = await self.env.WORKFLOWS.create({{"params": {{"steps": int(query[6:])}}}})
+            return Response(inst.id)
+        if action == "status":  # /<tenant>/status?id=X: its status, as JSON
+            st = await (await self.env.WORKFLOWS.get(query[3:])).status()
+            return Response(json.dumps({{"status": st["status"]}}))
         return Response(str(VERSION))
+"""
+
+# The same no-op workflow and fetch routes in JavaScript, for ``wrangler dev`` 4.86.
+WRANGLER_JS = """\
+import { WorkflowEntrypoint } from "cloudflare:workers";
+
+export class NoopWorkflow extends WorkflowEntrypoint {
+  async run(event, step) {
+    let first = null;
+    for (let k = 0; k < event.payload.steps; k++) {
+      const out = await step.do(`s${k}`, async () => (k === 0 ? Date.now() : null));
+      if (k === 0) first = out;
+    }
+    return { first };
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const action = url.pathname.split("/")[2] || "";
+    if (action === "create") {
+      const steps = Number(url.searchParams.get("steps"));
+      const inst = await env.WORKFLOWS.create({ params: { steps } });
+      return new Response(inst.id);
+    }
+    if (action === "status") {
+      const st = await (await env.WORKFLOWS.get(url.searchParams.get("id"))).status();
+      return Response.json({ status: st.status });
+    }
+    return new Response("0");
+  },
+};
+"""
+
+WRANGLER_JS_CONFIG = """\
+{
+  "name": "bench-noop",
+  "main": "index.js",
+  "compatibility_date": "2025-09-01",
+  "workflows": [{"name": "noop", "binding": "WORKFLOWS", "class_name": "NoopWorkflow"}]
+}
 """
 
 
@@ -516,12 +572,161 @@ async def scenario_cores(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     return {"idle_at_start_ms": idle_ms, "crowd_seen_ms": crowd_ms, "calm_seen_ms": calm_ms}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wrangler_bin(opts: dict[str, Any]) -> tuple[str | None, str]:
+    """The ``wrangler`` 4.86 executable for the HTTP comparison, or None and why not."""
+    if shutil.which("node") is None or shutil.which("npx") is None:
+        return None, "node/npx not found: the wrangler dev row is skipped"
+    folder = Path(opts["wrangler_dir"]).expanduser()
+    binary = folder / "node_modules" / ".bin" / "wrangler"
+    if not binary.exists():
+        return None, (
+            f"no wrangler in {folder}: run `npm install wrangler@4.86.0` there (outside the "
+            "repo) or pass --wrangler-dir; the wrangler dev row is skipped"
+        )
+    return str(binary), ""
+
+
+class _Server:
+    """A dev server in its own process group (``dynwf dev`` or ``wrangler dev``)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    async def ready(self, client: Any, url: str, limit_s: float = 180.0) -> None:
+        t0 = time.perf_counter()
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except Exception:
+                pass
+            if time.perf_counter() - t0 > limit_s:
+                raise SystemExit(
+                    f"server not ready after {limit_s} s: {self.log.read_text()[-2000:]}"
+                )
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workerd and any straggler
+        self.proc.wait()
+
+
+async def _http_instance(client: Any, base: str, steps: int, poll_s: float) -> float:
+    """ms per step of one instance: created through the tenant's fetch, its status polled
+    through the tenant's fetch every ``poll_s`` s until complete."""
+    t0 = time.perf_counter()
+    r = await client.get(f"{base}/t0000/create?steps={steps}")
+    if r.status_code != 200:
+        raise SystemExit(f"create answered {r.status_code}: {r.text[:500]}")
+    inst = r.text
+    while True:
+        r = await client.get(f"{base}/t0000/status?id={inst}")
+        status = r.json()["status"] if r.status_code == 200 else f"HTTP {r.status_code}"
+        if status == "complete":
+            break
+        if status not in ("queued", "running", "waiting"):
+            raise SystemExit(f"instance {inst} at {base}: {status} {r.text[:500]}")
+        await asyncio.sleep(poll_s)
+    return (time.perf_counter() - t0) * 1000 / steps
+
+
+async def scenario_http(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """A lone instance of N no-op steps over HTTP: ``dynwf dev`` against ``wrangler dev``."""
+    import httpx
+
+    steps, repeats, poll_s = opts["http_steps"], opts["repeats"], opts["poll_ms"] / 1000
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1"}
+    root = _make_project(tmp / "http", 1)
+    port = _free_port()
+    servers: dict[str, tuple[_Server, str]] = {
+        "dynwf": (
+            _Server(
+                [
+                    sys.executable,
+                    "-m",
+                    "dynwf",
+                    "dev",
+                    "--config",
+                    str(root),
+                    "--port",
+                    str(port),
+                    "--persist-to",
+                    str(tmp / "http-state"),
+                    "--no-reload",
+                ],
+                root,
+                tmp / "dynwf.log",
+                env,
+            ),
+            f"http://127.0.0.1:{port}",
+        )
+    }
+    wrangler, skipped = _wrangler_bin(opts)
+    if wrangler is not None:
+        folder = tmp / "wrangler"
+        folder.mkdir()
+        (folder / "index.js").write_text(WRANGLER_JS)
+        (folder / "wrangler.jsonc").write_text(WRANGLER_JS_CONFIG)
+        wport = _free_port()
+        cmd = [wrangler, "dev", "--port", str(wport), "--ip", "127.0.0.1"]
+        cmd += ["--persist-to", str(tmp / "wrangler-state"), "--show-interactive-dev-session=false"]
+        servers["wrangler"] = (
+            _Server(cmd, folder, tmp / "wrangler.log", env),
+            f"http://127.0.0.1:{wport}",
+        )
+    per_step: dict[str, list[float]] = {name: [] for name in servers}
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=120) as client:
+            for server, base in servers.values():
+                await server.ready(client, f"{base}/t0000/version")
+                await _http_instance(client, base, 20, poll_s)  # load the tenant, warm up
+            for _ in range(repeats):
+                for name, (_, base) in servers.items():
+                    per_step[name].append(await _http_instance(client, base, steps, poll_s))
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    out: dict[str, Any] = {"runs": per_step, "skipped": skipped}
+    out["dynwf_http_ms_per_step"] = statistics.median(per_step["dynwf"])
+    if "wrangler" in per_step:
+        out["wrangler_http_ms_per_step"] = statistics.median(per_step["wrangler"])
+        out["http_ratio"] = out["dynwf_http_ms_per_step"] / out["wrangler_http_ms_per_step"]
+    return out
+
+
 SCENARIOS: dict[str, harness.Scenario[dict[str, Any]]] = {
     "cold": scenario_cold,
     "steps": scenario_steps,
     "reload": scenario_reload,
     "scale": scenario_scale,
     "cores": scenario_cores,
+    "http": scenario_http,
 }
 
 # (scenario, metric key, label, unit, target, higher is better); target None = information
