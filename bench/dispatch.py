@@ -238,9 +238,12 @@ def _make_project(root: Path, tenants: int) -> Path:
     return root
 
 
-async def _open(tmp: Path, name: str, tenants: int, **kw: Any) -> Project:
+async def _open(tmp: Path, name: str, tenants: int, spawn: bool = False, **kw: Any) -> Project:
     root = _make_project(tmp / name, tenants)
     p = Project.load(root, persist_to=tmp / f"{name}-state", **kw)
+    if spawn:  # --spawn: fresh interpreters, as before the template (for comparison)
+        for loader in p.loaders.values():
+            loader._pool.fork = False
     await p.start()
     return p
 
@@ -354,7 +357,9 @@ class MemSampler:
 async def scenario_cold(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """Never-seen tenants: spaced arrivals, then a burst; warm first steps for contrast."""
     spaced, burst, gap = opts["cold"], opts["burst"], opts["gap"]
-    p = await _open(tmp, "cold", spaced + burst, max_isolates=opts["max_isolates"])
+    p = await _open(
+        tmp, "cold", spaced + burst, spawn=opts["spawn"], max_isolates=opts["max_isolates"]
+    )
     try:
         boots = [await _boot_ms(IsolateLimits()) for _ in range(5)]
         cold, warm = [], []
@@ -402,7 +407,9 @@ async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     steps, repeats = opts["steps"], opts["repeats"]
     projects: dict[str, Project] = {}
     for m in STEP_MODES:
-        projects[m] = await _open(tmp, m, 1, isolation="inline" if m == "inline" else "process")
+        projects[m] = await _open(
+            tmp, m, 1, spawn=opts["spawn"], isolation="inline" if m == "inline" else "process"
+        )
         projects[m].loaders["LOADER"].spin = m == "process"
     per_step: dict[str, list[float]] = {m: [] for m in STEP_MODES}
     cpu: dict[str, list[float]] = {m: [] for m in STEP_MODES}
@@ -499,9 +506,11 @@ async def scenario_reload(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
 async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """N tenants, one 3-step instance each, created at once; time and peak memory."""
     n, cap = opts["tenants"], opts["max_isolates"]
-    p = await _open(tmp, "scale", n, max_isolates=cap)
+    p = await _open(tmp, "scale", n, spawn=opts["spawn"], max_isolates=cap)
     loader = p.loaders["LOADER"]
     try:
+        await asyncio.sleep(1.0)  # the template and the spare have started
+        rss_before = _mem_kb(os.getpid())[0]
         with MemSampler() as mem:
             t0 = time.perf_counter()
             for start in range(0, n, 100):
@@ -516,6 +525,7 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
             created = time.perf_counter() - t0
             await p.engine.wait_until_idle(timeout=900)
             elapsed = time.perf_counter() - t0
+        rss_after = _mem_kb(os.getpid())[0]
         counts: dict[str, int] = {}
         for st in p.engine.all_states():
             counts[st.status.value] = counts.get(st.status.value, 0) + 1
@@ -533,6 +543,8 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": mem.peak_rss_kb / 1024,
         "peak_pss_mb": mem.peak_pss_kb / 1024,
         "engine_rss_at_peak_mb": mem.engine_rss_at_peak_kb / 1024,
+        "engine_rss_before_mb": rss_before / 1024,
+        "engine_rss_after_mb": rss_after / 1024,
         "peak_child_processes": mem.peak_children,
         "code_loads": loads,
     }
@@ -628,10 +640,8 @@ class _Server:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # workerd and any straggler
         self.proc.wait()
@@ -731,7 +741,7 @@ SCENARIOS: dict[str, harness.Scenario[dict[str, Any]]] = {
 
 # (scenario, metric key, label, unit, target, higher is better); target None = information
 ROWS: list[harness.Row] = [
-    ("cold", "cold_median", "(1) cold dispatch, spaced arrivals, median", "ms", 10.0, False),
+    ("cold", "cold_median", "(1) cold dispatch, spaced arrivals, median", "ms", 3.0, False),
     ("cold", "cold_p90", "    ...p90", "ms", None, False),
     ("cold", "cold_max", "    ...max", "ms", None, False),
     ("cold", "warm_median", "    warm first step (tenant loaded), median", "ms", None, False),
@@ -775,11 +785,20 @@ ROWS: list[harness.Row] = [
     ("reload", "save_median", "(3) save -> new code serves, median", "ms", 500.0, False),
     ("reload", "save_max", "    ...max", "ms", 500.0, False),
     ("reload", "reload_now_ms_median", "    of which reload_now(), median", "ms", None, False),
-    ("scale", "total_s", "(4) N tenants x 1 instance: total time", "s", None, False),
+    ("scale", "total_s", "(4) N tenants x 1 instance: total time", "s", 10.0, False),
     ("scale", "tenants_per_s", "    tenants completed per second", "/s", None, True),
     ("scale", "peak_rss_mb", "    peak RSS, engine + all isolates", "MB", None, False),
     ("scale", "peak_pss_mb", "    peak PSS, engine + all isolates", "MB", None, False),
     ("scale", "engine_rss_at_peak_mb", "    engine process RSS at that peak", "MB", None, False),
+    (
+        "scale",
+        "engine_rss_before_mb",
+        "    engine process RSS before the tenants",
+        "MB",
+        None,
+        False,
+    ),
+    ("scale", "engine_rss_after_mb", "    engine process RSS after them", "MB", None, False),
     (
         "scale",
         "peak_child_processes",
@@ -792,6 +811,9 @@ ROWS: list[harness.Row] = [
     ("cores", "idle_at_start_ms", "(5) idle core seen (NaN: machine busy 30 s)", "ms", None, False),
     ("cores", "crowd_seen_ms", "    CPU hogs started -> spinning stops", "ms", None, False),
     ("cores", "calm_seen_ms", "    hogs killed -> spinning allowed again", "ms", None, False),
+    ("http", "http_ratio", "(6) HTTP, 1 instance x N steps: dynwf / wrangler", "x", 0.5, False),
+    ("http", "dynwf_http_ms_per_step", "    dynwf dev, per step", "ms", None, False),
+    ("http", "wrangler_http_ms_per_step", "    wrangler dev 4.86, per step", "ms", None, False),
 ]
 
 FULL = {
@@ -802,8 +824,20 @@ FULL = {
     "repeats": 5,
     "saves": 10,
     "tenants": 1000,
+    "http_steps": 500,
+    "poll_ms": 10,
 }
-QUICK = {"cold": 4, "burst": 3, "gap": 0.6, "steps": 200, "repeats": 2, "saves": 3, "tenants": 100}
+QUICK = {
+    "cold": 4,
+    "burst": 3,
+    "gap": 0.6,
+    "steps": 200,
+    "repeats": 2,
+    "saves": 3,
+    "tenants": 100,
+    "http_steps": 500,
+    "poll_ms": 10,
+}
 
 
 # -- driver ---------------------------------------------------------------------------
@@ -817,6 +851,16 @@ def main() -> int:
     ap.add_argument("--tenants", type=int, help="tenants in (4) (default 1000, quick 100)")
     ap.add_argument("--gap", type=float, help="seconds between new tenants / saves (default 1)")
     ap.add_argument("--json", action="store_true", help="print machine-readable results")
+    ap.add_argument(
+        "--wrangler-dir",
+        default=os.environ.get("DYNWF_BENCH_WRANGLER_DIR", "/work/wrangler-bench"),
+        help="a folder with `npm install wrangler@4.86.0` done, for (6) (outside the repo)",
+    )
+    ap.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start isolates as fresh interpreters, not forked from the template (to compare)",
+    )
     ap.add_argument("--scenario", help=argparse.SUPPRESS)
     ap.add_argument("--opts", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -827,6 +871,8 @@ def main() -> int:
 
     opts: dict[str, Any] = dict(QUICK if args.quick else FULL)
     opts["max_isolates"] = args.max_isolates
+    opts["wrangler_dir"] = args.wrangler_dir
+    opts["spawn"] = args.spawn
     if args.tenants is not None:
         opts["tenants"] = args.tenants
     if args.gap is not None:
@@ -841,6 +887,10 @@ def main() -> int:
             (s, k, lab.replace("N tenants", n) if s == "scale" else lab, u, t, h)
             for s, k, lab, u, t, h in ROWS
         ]
+    for res in results.values():  # a row whose metric was skipped (no wrangler) is left out
+        if res.get("skipped"):
+            print(f"note: {res['skipped']}", file=sys.stderr)
+    table = [r for r in table if "error" in results.get(r[0], {}) or r[1] in results.get(r[0], {})]
     rows, failed = harness.verdict_rows(table, results, one_error_per_label=True)
 
     m = harness.machine("nproc", "cpu", "python")
