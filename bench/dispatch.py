@@ -304,7 +304,8 @@ def _mem_kb(pid: int) -> tuple[int, int]:
 
 
 def _children(parent: int) -> list[int]:
-    pids = []
+    """Every descendant of ``parent``: the isolates are the template's children."""
+    kids: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -313,9 +314,13 @@ def _children(parent: int) -> list[int]:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == parent:
-            pids.append(int(entry.name))
-    return pids
+        kids.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [parent]
+    while todo:
+        for pid in kids.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
 
 
 class MemSampler:
@@ -802,7 +807,7 @@ ROWS: list[harness.Row] = [
     (
         "scale",
         "peak_child_processes",
-        "    peak child processes (isolates + spare)",
+        "    peak child processes (isolates + spare + template)",
         "",
         None,
         False,

@@ -167,13 +167,16 @@ class Isolate:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
-    async def close(self) -> None:
+    async def close(self, *, wait: bool = True) -> None:
+        """Stop the process; ``wait=False`` does not wait for it to exit (an eviction:
+        a SIGKILLed process frees its memory without the engine watching)."""
         self.closing = True
         if self.alive:
             self.kill("evicted", quiet=True)
         await self.conn.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), 5)
+        if wait:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5)
         bell, self.conn.doorbell = self.conn.doorbell, None
         if bell is not None:
             bell.close()
@@ -189,7 +192,9 @@ async def spawn(limits: IsolateLimits, template: Template | None = None) -> Boot
     ours, theirs = socket.socketpair()
     made = Doorbell.create()
     bell, bell_fd = made if made is not None else (None, None)
-    root = tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-")
+    prefix = f"{ROOT_PREFIX}{os.getpid()}-"
+    # A forked isolate's folder is made by the template (``fork``), off this loop.
+    root = tempfile.mkdtemp(prefix=prefix) if template is None else ""
     env = {
         **os.environ,
         "DYNWF_ISOLATE_MEMORY_MB": str(limits.memory_mb),
@@ -203,7 +208,8 @@ async def spawn(limits: IsolateLimits, template: Template | None = None) -> Boot
     proc: Process
     try:
         if template is not None:
-            proc = await template.fork(env, fds)
+            proc = await template.fork(env, fds, prefix)
+            root = proc.root
         else:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -220,7 +226,8 @@ async def spawn(limits: IsolateLimits, template: Template | None = None) -> Boot
         ours.close()
         if bell is not None:
             bell.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
         raise
     finally:
         theirs.close()
@@ -238,11 +245,13 @@ def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
 
 
 async def _remove_on_exit(proc: Process, root: str) -> None:
-    """Remove an isolate's module folder once its process has exited, however it exits."""
+    """Remove an isolate's module folder once its process has exited, however it exits
+    (a forked isolate's is gone already unless its template died first)."""
     try:
         await proc.wait()
     finally:  # also when the engine's loop shuts down without waiting for it
-        shutil.rmtree(root, ignore_errors=True)
+        if os.path.lexists(root):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 async def reap(pids: Collection[int]) -> None:
@@ -306,6 +315,7 @@ class IsolatePool:
         self.idle_seconds = idle_seconds
         self._spare: asyncio.Task[Booted] | None = None
         self._live: set[Isolate] = set()
+        self._started: set[int] = set()  # pids of the processes booted, for close() to reap
         self._watch: asyncio.Task[None] | None = None
         self._on_evict = on_evict
         self._closed = False
@@ -319,8 +329,11 @@ class IsolatePool:
             log.info("removed %d isolate folder(s) left by an engine that was killed", swept)
 
     def warm(self, delay: float = 0.0) -> None:
-        """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it."""
-        if delay > 0:
+        """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it.
+
+        A fork takes the template's CPU, not a tenant's: the delay is for interpreter starts.
+        """
+        if delay > 0 and not self.fork:
             asyncio.get_running_loop().call_later(delay, self.warm)
         elif self._spare is None and not self._closed:
             self._spare = asyncio.create_task(self._boot())
@@ -345,9 +358,11 @@ class IsolatePool:
     async def _boot(self) -> Booted:
         self._booting += 1
         try:
-            return await spawn(self.limits, await self._template_ready())
+            booted = await spawn(self.limits, await self._template_ready())
         finally:
             self._booting -= 1
+        self._started.add(booted[0].pid)
+        return booted
 
     async def _template_ready(self) -> Template | None:
         """The running template to fork from (started now if none runs); None off Linux."""
@@ -404,7 +419,7 @@ class IsolatePool:
 
     async def close(self) -> None:
         self._closed = True
-        stopped = {iso.pid for iso in self._live}
+        stopped = {iso.pid for iso in self._live} | self._started
         for iso in list(self._live):
             await iso.close()
         self._live.clear()

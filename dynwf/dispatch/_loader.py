@@ -431,7 +431,7 @@ class WorkerStub:
     async def unload(self) -> None:
         iso, self._isolate, self._module = self._isolate, None, None
         if iso is not None:
-            await iso.close()
+            await iso.close(wait=False)  # the pool's close waits for every process
 
     # -- requests from the isolate ----------------------------------------------------
     async def _serve(self, msg: dict[str, Any]) -> Any:

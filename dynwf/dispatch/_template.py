@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+from tempfile import gettempdir
 from typing import Any
 
 from dynwf.errors import DynwfError
@@ -41,8 +42,8 @@ class ForkedProcess:
     """An isolate forked by the template: the part of ``asyncio.subprocess.Process`` the
     pool uses. Its parent is the template, which reports its exit."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pid: int, root: str) -> None:
+        self.pid, self.root = pid, root
         self.returncode: int | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -68,7 +69,7 @@ class Template:
         self.proc, self._sock = proc, sock
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
-        self._forks: dict[int, asyncio.Future[int]] = {}
+        self._forks: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._ready: asyncio.Future[int] = self._loop.create_future()
         self.closed = False
@@ -113,15 +114,18 @@ class Template:
     def alive(self) -> bool:
         return not self.closed and self.proc.returncode is None
 
-    async def fork(self, env: dict[str, str], fds: list[int]) -> ForkedProcess:
-        """A new isolate process with ``env`` as its environment and ``fds`` (its protocol
-        socket, then its doorbell) as its descriptors; the caller closes its copies."""
+    async def fork(self, env: dict[str, str], fds: list[int], root_prefix: str) -> ForkedProcess:
+        """A new isolate process with ``env`` as its environment, ``fds`` (its protocol
+        socket, then its doorbell) as its descriptors (the caller closes its copies) and a
+        new module folder ``root_prefix...`` in this process's temp dir (``.root``),
+        removed when it exits."""
         if not self.alive:
             raise TemplateError("the isolates' template process is not running")
         n = next(self._ids)
-        waiter: asyncio.Future[int] = self._loop.create_future()
+        waiter: asyncio.Future[tuple[int, str]] = self._loop.create_future()
         self._forks[n] = waiter
-        data = json.dumps({"fork": n, "env": env}).encode()
+        request = {"fork": n, "env": env, "root_prefix": root_prefix, "root_dir": gettempdir()}
+        data = json.dumps(request).encode()
         try:
             while True:
                 try:
@@ -131,10 +135,10 @@ class Template:
                     await asyncio.sleep(0.001)
                 except OSError as exc:
                     raise TemplateError(f"the isolates' template process went away: {exc}") from exc
-            pid = await asyncio.wait_for(asyncio.shield(waiter), FORK_TIMEOUT_S)
+            pid, root = await asyncio.wait_for(asyncio.shield(waiter), FORK_TIMEOUT_S)
         finally:
             self._forks.pop(n, None)
-        child = ForkedProcess(pid)
+        child = ForkedProcess(pid, root)
         self._children[pid] = child
         return child
 
@@ -160,7 +164,7 @@ class Template:
             waiter = self._forks.get(msg["forked"])
             if waiter is not None and not waiter.done():
                 if "pid" in msg:
-                    waiter.set_result(msg["pid"])
+                    waiter.set_result((msg["pid"], msg["root"]))
                 else:
                     waiter.set_exception(TemplateError(f"forking an isolate: {msg.get('error')}"))
         elif "ready" in msg and not self._ready.done():
@@ -174,7 +178,9 @@ class Template:
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(self._sock.fileno())
         error = TemplateError("the isolates' template process exited")
-        for waiter in [self._ready, *self._forks.values()]:
+        if not self._ready.done():
+            self._ready.set_exception(error)
+        for waiter in self._forks.values():
             if not waiter.done():
                 waiter.set_exception(error)
         for child in self._children.values():

@@ -6,11 +6,12 @@ with one end of a ``SOCK_SEQPACKET`` socket pair (``DYNWF_TEMPLATE_FD``). It for
 here, never from the engine: the engine has an event loop, threads and DuckDB open,
 none of which survive a fork, while this process stays single-threaded with no loop.
 
-Messages are JSON, one per packet. The engine sends ``{"fork": n, "env": {...}}`` with
-the isolate's file descriptors attached (its protocol socket, then its doorbell if any);
-the template answers ``{"forked": n, "pid": p}`` (or ``{"forked": n, "error": why}``),
+Messages are JSON, one per packet. The engine sends ``{"fork": n, "env": {...},
+"root_prefix": ...}`` with the isolate's file descriptors attached (its protocol socket,
+then its doorbell if any); the template makes the isolate's module folder, forks, and
+answers ``{"forked": n, "pid": p, "root": folder}`` (or ``{"forked": n, "error": why}``),
 and ``{"exited": p, "code": c}`` once it has reaped an isolate (its parent is this
-process, not the engine). ``{"ready": pid}`` is sent once, when the template is prepared.
+process, not the engine) and removed its folder. ``{"ready": pid}`` is sent once, when the template is prepared.
 
 Lifetimes: the template dies with the engine and each isolate with the template
 (``PR_SET_PDEATHSIG``), so killing the engine outright takes everything down.
@@ -23,9 +24,11 @@ import gc
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any
 
 from dynwf._lifetime import die_with_parent
@@ -35,6 +38,7 @@ from dynwf.dispatch import _isolate_main
 MAX_PACKET = 1 << 20
 MAX_FDS = 2
 _TEMPLATE_FDS: list[int] = []  # the template's descriptors besides the control socket
+_ROOTS: dict[int, str] = {}  # isolate pid -> its module folder
 
 
 def _isolate(control: socket.socket, env: dict[str, str], fds: list[int]) -> None:
@@ -83,22 +87,34 @@ def _reap(control: socket.socket) -> None:
             return
         if pid == 0:
             return
+        root = _ROOTS.pop(pid, None)
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
         _send(control, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
 def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
-    env = request.get("env")
-    if not isinstance(env, dict) or not fds or len(fds) > MAX_FDS:
+    env, prefix, where = request.get("env"), request.get("root_prefix"), request.get("root_dir")
+    if (
+        not isinstance(env, dict)
+        or not isinstance(prefix, str)
+        or not isinstance(where, str)
+        or not 1 <= len(fds) <= MAX_FDS
+    ):
         _send(control, {"forked": request.get("fork"), "error": "malformed fork request"})
         return
     try:
+        # The isolate's module folder, made and removed here, off the engine's loop; the
+        # engine removes it too if this process dies first.
+        root = tempfile.mkdtemp(prefix=prefix, dir=where)
         pid = os.fork()
     except OSError as exc:
         _send(control, {"forked": request["fork"], "error": f"fork failed: {exc}"})
         return
     if pid == 0:
-        _isolate(control, env, fds)  # never returns
-    _send(control, {"forked": request["fork"], "pid": pid})
+        _isolate(control, {**env, "DYNWF_ISOLATE_ROOT": root}, fds)  # never returns
+    _ROOTS[pid] = root
+    _send(control, {"forked": request["fork"], "pid": pid, "root": root})
 
 
 def serve(control: socket.socket) -> None:
