@@ -18,6 +18,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,10 @@ ROOT_PREFIX = "dynwf-isolate-"
 _reapers: dict[int, asyncio.Task[None]] = {}  # pid -> removes its folder when it exits
 # An isolate's process: forked from the template (Linux), or a fresh interpreter.
 Process = ForkedProcess | asyncio.subprocess.Process
-_spawn_said = False  # the fallback to fresh interpreters is logged once per process
+_spawn_said = False
+# Spare isolates kept forked ahead (``IsolatePool.warm``): each is a few MB of pages
+# not shared with the template. One fresh interpreter is kept when not forking.
+FORKED_SPARES = 4  # the fallback to fresh interpreters is logged once per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +317,7 @@ class IsolatePool:
     ) -> None:
         self.limits = limits
         self.idle_seconds = idle_seconds
-        self._spare: asyncio.Task[Booted] | None = None
+        self._spares: deque[asyncio.Task[Booted]] = deque()
         self._live: set[Isolate] = set()
         self._started: set[int] = set()  # pids of the processes booted, for close() to reap
         self._watch: asyncio.Task[None] | None = None
@@ -329,21 +333,27 @@ class IsolatePool:
             log.info("removed %d isolate folder(s) left by an engine that was killed", swept)
 
     def warm(self, delay: float = 0.0) -> None:
-        """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it.
+        """Boot spare isolates (after ``delay`` s), so the next cold loads do not pay for it.
 
-        A fork takes the template's CPU, not a tenant's: the delay is for interpreter starts.
+        Forked, ``FORKED_SPARES`` of them at once: a fork takes the template's CPU, not a
+        tenant's, and in a burst of new tenants the template forks the next ones while
+        the engine loads the first. A fresh interpreter takes a core for ~0.1 s: one
+        spare, booted after ``delay``.
         """
         if delay > 0 and not self.fork:
             asyncio.get_running_loop().call_later(delay, self.warm)
-        elif self._spare is None and not self._closed:
-            self._spare = asyncio.create_task(self._boot())
+            return
+        while len(self._spares) < (FORKED_SPARES if self.fork else 1) and not self._closed:
+            self._spares.append(asyncio.create_task(self._boot()))
 
     async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
-        # Claim the spare before awaiting it, so concurrent loads never share a process.
-        # The next spare is booted by ``warm()`` shortly after this load is done (the
-        # loader calls it): booting an interpreter now would compete for the CPU with
-        # the tenant's import and its first step.
-        spare, self._spare = self._spare, None
+        # Claim a spare before awaiting it, so concurrent loads never share a process.
+        # Unforked, the next spare is booted by ``warm()`` shortly after this load is done
+        # (the loader calls it): booting an interpreter now would compete for the CPU
+        # with the tenant's import and its first step.
+        spare = self._spares.popleft() if self._spares else None
+        if self.fork:
+            self.warm()
         booted = await spare if spare is not None else None
         if booted is not None and booted[0].returncode is not None:
             log.info("the spare isolate (pid %s) had exited; starting another", booted[0].pid)
@@ -423,15 +433,14 @@ class IsolatePool:
         for iso in list(self._live):
             await iso.close()
         self._live.clear()
-        if self._spare is not None:
+        while self._spares:
             try:
-                booted: Booted | None = await self._spare
+                booted: Booted | None = await self._spares.popleft()
             except Exception:  # it never booted (the template failed): nothing to stop
                 booted = None
             if booted is not None:
                 stopped.add(booted[0].pid)
                 await discard(booted)
-            self._spare = None
         if self._watch is not None:
             self._watch.cancel()
         async with self._template_lock:
