@@ -268,6 +268,9 @@ def prepare_template() -> None:
     what is per isolate (its limits, its socket, its tenant) belongs to ``main``.
     """
     install()
+    # A tenant's modules live in a folder removed when its isolate exits: compiled
+    # files written next to them would never be read again.
+    sys.dont_write_bytecode = True
     for name in TENANT_IMPORTS:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
