@@ -1,7 +1,7 @@
 """Dispatch benchmarks: cold tenant load, isolation cost per step, save-to-new-code, 1,000 tenants.
 
-Run ``.venv/bin/python bench/dispatch.py [--quick] [--only cold,steps,reload,scale]
-[--max-isolates N] [--json]``. Each scenario runs in a fresh subprocess (this script
+Run ``.venv/bin/python bench/dispatch.py [--quick] [--only cold,steps,reload,scale,cores,http]
+[--max-isolates N] [--spawn] [--wrangler-dir DIR] [--json]``. Each scenario runs in a fresh subprocess (this script
 re-invokes itself with ``--scenario``) on a generated platform project in a fresh temp
 dir: ``wrangler.toml``, a dispatcher ``src/entry.py`` (the same shape as
 tests/fixtures/project_two_tenants: ``env.LOADER.get(tenant, create_proxy(get_code))`` reading
@@ -21,9 +21,11 @@ Definitions:
   ``load_runner``, ``get_code()`` (reading the tenant's files), taking an isolate,
   sending the code, writing it to a temp dir and importing it, the ``run`` message and
   the ``do_begin`` round trip (which commits the step's ``attempt`` fact).
-  ``IsolatePool`` keeps one pre-booted spare process (``python -m
-  dynwf.dispatch._isolate_main``, its imports done), so a cold load normally costs a
-  module import, not an interpreter start. "spaced": new tenants arrive ``--gap``
+  On Linux every isolate is forked from the pool's template process (``dynwf.dispatch.
+  _template_main``, its imports done) and ``IsolatePool`` keeps four forked spares, so a
+  cold load costs a module import, not an interpreter start; ``--spawn`` starts each
+  isolate as a fresh interpreter (``python -m dynwf.dispatch._isolate_main``, one
+  spare), as before the template, for comparison. "spaced": new tenants arrive ``--gap``
   seconds apart (default 1 s), so the spare re-boots in between. "burst": ``--burst``
   never-seen tenants are created at the same instant; only the first finds a booted
   spare, the others wait for interpreters booting in parallel. "warm first step" is the
@@ -51,6 +53,21 @@ Definitions:
   until all are complete; memory is sampled every 100 ms as the engine process's RSS
   plus the RSS (and, separately, the PSS) of every child process (the live isolates and
   the spare). The loader caps live isolates at ``--max-isolates`` (default 64, LRU).
+  The engine process's own RSS is also read before the first create (template and
+  spares started) and after the last instance completes.
+- **HTTP, dynwf dev against wrangler dev** (``http``): a lone instance of
+  ``http_steps`` (500) no-op steps driven as a user drives it: ``GET
+  /t0000/create?steps=N`` (the tenant's fetch creates it through its own Workflow
+  binding and answers its id), then ``GET /t0000/status?id=X`` (the tenant's fetch reads
+  ``status()``) every ``poll_ms`` (10 ms) until it is complete; the time from the create
+  request to the answer that says complete, divided by N. ``dynwf dev --no-reload``
+  serves the bench project; ``wrangler dev`` 4.86 (from ``--wrangler-dir``, a folder
+  outside the repo with ``npm install wrangler@4.86.0`` done) serves the same workflow
+  and routes in JavaScript. Both servers run at once and alternate, ``repeats`` times
+  each after a 20-step warm-up; the figure is the ratio of the medians. wrangler answers
+  a ``status()`` made while the instance runs only when it completes, and sometimes not
+  even then, so each poll gives up after 1 s and polls again (``polls_cut`` counts them).
+  Without node/npx or wrangler the wrangler rows are left out with a note on stderr.
 """
 
 from __future__ import annotations
