@@ -176,7 +176,7 @@ async def test_fork_engine_killed_outright_takes_its_template_and_isolates_down(
 async def test_fork_unavailable_spawns_interpreters_and_says_so_once(
     make_project: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="dynwf.dispatch")
+    caplog.set_level(logging.WARNING, logger="dynwf.dispatch")
     monkeypatch.setattr(_template, "available", lambda: False)
     monkeypatch.setattr(_isolate, "_spawn_said", False)
     first, second = await make_project(), await make_project()

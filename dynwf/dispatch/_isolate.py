@@ -380,9 +380,9 @@ class IsolatePool:
             global _spawn_said
             if not _spawn_said:
                 _spawn_said = True
-                log.info(
-                    "isolates start as fresh interpreters (about 90 ms each): forking them "
-                    "from a template process needs Linux"
+                log.warning(
+                    "isolates start as fresh interpreters (about 90 ms each, not a "
+                    "millisecond): forking them from a template process needs Linux"
                 )
             return None
         async with self._template_lock:
