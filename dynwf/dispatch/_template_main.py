@@ -60,7 +60,7 @@ def _isolate(control: socket.socket, env: dict[str, str], fds: list[int]) -> Non
         else:
             os.environ.pop("DYNWF_ISOLATE_DOORBELL", None)
         gc.enable()
-        _isolate_main.serve()
+        _isolate_main.serve(warm=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
