@@ -335,12 +335,12 @@ class IsolatePool:
     def warm(self, delay: float = 0.0) -> None:
         """Boot spare isolates (after ``delay`` s), so the next cold loads do not pay for it.
 
-        Forked, ``FORKED_SPARES`` of them at once: a fork takes the template's CPU, not a
-        tenant's, and in a burst of new tenants the template forks the next ones while
-        the engine loads the first. A fresh interpreter takes a core for ~0.1 s: one
-        spare, booted after ``delay``.
+        Forked, ``FORKED_SPARES`` of them (a fresh interpreter takes a core for ~0.1 s:
+        then one). The loader asks after a cold load with a delay, so that neither a
+        boot nor a forked spare's ``warm_up`` competes with the tenant's import and
+        first step for the CPU.
         """
-        if delay > 0 and not self.fork:
+        if delay > 0:
             asyncio.get_running_loop().call_later(delay, self.warm)
             return
         while len(self._spares) < (FORKED_SPARES if self.fork else 1) and not self._closed:
@@ -348,12 +348,10 @@ class IsolatePool:
 
     async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
         # Claim a spare before awaiting it, so concurrent loads never share a process.
-        # Unforked, the next spare is booted by ``warm()`` shortly after this load is done
-        # (the loader calls it): booting an interpreter now would compete for the CPU
-        # with the tenant's import and its first step.
+        # The next spares are started by ``warm()`` shortly after this load is done (the
+        # loader calls it): starting one now would compete for the CPU with the
+        # tenant's import and its first step.
         spare = self._spares.popleft() if self._spares else None
-        if self.fork:
-            self.warm()
         booted = await spare if spare is not None else None
         if booted is not None and booted[0].returncode is not None:
             log.info("the spare isolate (pid %s) had exited; starting another", booted[0].pid)

@@ -179,6 +179,7 @@ class Worker:
         self.env: Env | None = None
         self.compatibility_date = "2026-04-01"
         self.conn: Connection | None = None
+        self.root: Path | None = None  # where load writes the modules (a warm-up's folder)
 
     async def handle(self, msg: dict[str, Any]) -> Any:
         op = msg["op"]
@@ -195,7 +196,7 @@ class Worker:
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg["code"]
         # The engine made this folder and removes it when this process exits.
-        given = os.environ.get("DYNWF_ISOLATE_ROOT")
+        given = self.root or os.environ.get("DYNWF_ISOLATE_ROOT")
         root = Path(given) if given else Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
         for name, module in code["modules"].items():
             path = root / name
@@ -340,58 +341,47 @@ class Default(WorkerEntrypoint):
 """
 
 
-class _WarmUpHost:
-    """A step host that answers in the isolate itself: each step runs once and is done."""
-
-    compatibility_date = "2026-04-01"
-
-    async def do_begin(self, key: str, name: str, count: int, config: Any) -> DoBegin:
+async def _warm_up_engine(msg: dict[str, Any]) -> Any:
+    """The engine's side of a warm-up pass: every step runs once and is done."""
+    if msg.get("method") == "do_begin":
         frozen = {"retries": {"limit": 0, "delay": 0, "backoff": "constant"}, "timeout": 60_000}
-        return ("run", 1, frozen, 60_000)
-
-    def began(self, key: str, attempt: int) -> None:
-        pass
-
-    async def do_end(
-        self, key: str, attempt: int, ok: bool, value: Any, error: Any, retryable: bool
-    ) -> Outcome:
-        return ("done", value) if ok else ("error", error)
-
-    async def sleep(self, key: str, name: str, count: int, ms: int, until: int | None) -> None:
-        pass
-
-    async def wait_for_event(
-        self, key: str, name: str, count: int, type_: str, timeout_ms: int
-    ) -> Outcome:
-        return ("done", None)
+        return ["run", 1, frozen, 60_000]
+    if msg.get("method") == "do_end":
+        return ["done", msg["args"][3]]
+    return None
 
 
 async def warm_up(where: Path) -> None:
-    """Load and run a tenant-shaped module once, in a folder removed afterwards.
+    """Load and run a tenant-shaped module once, as the engine would have this isolate do,
+    over a socket pair inside this process, in a folder removed afterwards.
 
     A forked isolate shares the template's memory until it writes to it, and each first
-    write to a page is a page fault that copies it (tens of µs each on a VM): loading and
-    running a tenant's first step writes some 400 pages. A spare does that here, while it
-    waits, instead of on the cold tenant's first step. What fails here only costs the
-    warm-up.
+    write to a page is a page fault that copies it (tens of µs each on a VM): loading a
+    tenant and running its first pass writes some 400 pages. A spare does that here,
+    while it waits, instead of on the cold tenant's first step. What fails here only
+    costs the warm-up.
     """
     folder = where / ".warm-up"
+    ours, theirs = socket.socketpair()
+    worker = Worker()
     try:
         folder.mkdir()
-        (folder / "_dynwf_warm_up.py").write_text(WARM_UP_MODULE)
-        sys.path.insert(0, str(folder))
-        module = importlib.import_module("_dynwf_warm_up")
-        Request("http://localhost/", method="GET", headers={}, body=b"")
-        step = Step(_WarmUpHost(), rebuild=error_as_on_cloudflare)
-        event = TenantEvent({"payload": {"k": 1}, "timestamp": None, "instanceId": "w"})
-        try:
-            await module.WarmUpWorkflow(ExecutionContext(), Env({})).run(event, step)
-        finally:
-            step.close()
-        json.loads(json.dumps({"op": "run", "args": [1, "x", None]}))
+        engine = await Connection.open(theirs, _warm_up_engine)
+        worker.conn = await Connection.open(ours, worker.handle)
+        code = {"mainModule": "_dynwf_warm_up.py", "modules": {"_dynwf_warm_up.py": WARM_UP_MODULE}}
+        worker.root = folder
+        await engine.request({"op": "load", "code": code, "bindings": []})
+        event = {"payload": {"k": 1}, "timestamp": "2026-04-01T00:00:00", "instanceId": "w"}
+        await engine.request({"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event})
+        request = {"url": "http://localhost/", "method": "GET", "headers": {}, "body": ""}
+        await engine.request({"op": "fetch", "cls": None, "request": request})
+        await engine.close()
+        await worker.conn.close()
     except Exception:  # an optimisation, never a reason to fail
         pass
     finally:
+        ours.close()
+        theirs.close()
         sys.modules.pop("_dynwf_warm_up", None)
         with contextlib.suppress(ValueError):
             sys.path.remove(str(folder))
