@@ -72,22 +72,16 @@ def _waits(st: InstanceState) -> str:
         if s.kind == "sleep":
             parts.append(f"sleeping in {escape(s.name)} until {_clock(s.wake_at)}")
         elif s.kind == "waitForEvent":
-            parts.append(
-                f"waiting for event {escape(repr(s.event_type))} in {escape(s.name)} "
-                f"until {_clock(s.wake_at)}"
-            )
+            parts.append(f"waiting for event {escape(repr(s.event_type))} in {escape(s.name)} "
+                         f"until {_clock(s.wake_at)}")
         elif s.wake_at is not None:
             parts.append(f"retrying {escape(s.name)} at {_clock(s.wake_at)}")
     return "; ".join(parts) or "waiting"
 
 
 # A status change worth a line of its own, by the event that caused it.
-_LIFECYCLE = {
-    "pause": "paused",
-    "resume": "resumed",
-    "terminate": "terminated",
-    "restart": "restarted",
-}
+_LIFECYCLE = {"pause": "paused", "resume": "resumed", "terminate": "terminated",
+              "restart": "restarted"}
 
 
 # Control characters in a name the tenant chose (a step name) never reach the terminal raw.
@@ -128,19 +122,15 @@ def _step_line(kind: str, payload: Any) -> None:
         if outcome == "complete":
             stderr.print(f"{now} [green]complete[/]  {_who(st)}")
         elif outcome == "errored":
-            stderr.print(
-                f"{now} [red]errored[/]  {_who(st)}  [red]{escape(_error_text(st.error))}[/]"
-            )
+            stderr.print(f"{now} [red]errored[/]  {_who(st)}  [red]{escape(_error_text(st.error))}[/]")
         elif outcome == "suspended" and st.status.value == "waiting":
             stderr.print(f"{now} [blue]waiting[/]  {_who(st)}  {_waits(st)}")
     elif kind == "status":
         change: StatusChange = payload
         st = change.instance
         if change.event in _LIFECYCLE:
-            stderr.print(
-                f"{now} [magenta]{_LIFECYCLE[change.event]}[/]  {_who(st)}  "
-                f"[dim]({change.old} -> {change.new})[/]"
-            )
+            stderr.print(f"{now} [magenta]{_LIFECYCLE[change.event]}[/]  {_who(st)}  "
+                         f"[dim]({change.old} -> {change.new})[/]")
         elif change.event == "wake" and change.old == "waiting":
             stderr.print(f"{now} [cyan]woke[/]  {_who(st)}")
     elif kind == "event":
@@ -148,18 +138,14 @@ def _step_line(kind: str, payload: Any) -> None:
         stderr.print(f"{now} [cyan]event[/]  {_who(st)}  {escape(repr(type_))} received")
     elif kind == "parked":
         st, reason = payload
-        stderr.print(
-            f"{now} [red]parked[/]  {_who(st)}  code will not load ({escape(reason)}); "
-            "it runs again once a reload fixes it"
-        )
+        stderr.print(f"{now} [red]parked[/]  {_who(st)}  code will not load ({escape(reason)}); "
+                     "it runs again once a reload fixes it")
     elif kind == "recovered":
         states: list[InstanceState] = payload
         counts = Counter(st.status.value for st in states)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        stderr.print(
-            f"{now} [cyan]recovered[/] {len(states)} unfinished instance(s) from the "
-            f"journal: {summary}"
-        )
+        stderr.print(f"{now} [cyan]recovered[/] {len(states)} unfinished instance(s) from the "
+                     f"journal: {summary}")
         for st in states[:_RECOVERED_SHOWN]:
             what = _waits(st) if st.status.value == "waiting" else st.status.value
             stderr.print(f"{now}   {_who(st)}  {what}")
@@ -172,16 +158,12 @@ _RECOVERED_SHOWN = 10
 
 def _reload_line(r: ReloadResult) -> None:
     if r.dispatcher_error:
-        stderr.print(
-            f"[red]reload failed (dispatcher keeps its last good version):[/] "
-            f"{escape(r.dispatcher_error)}"
-        )
+        stderr.print(f"[red]reload failed (dispatcher keeps its last good version):[/] "
+                     f"{escape(r.dispatcher_error)}")
     for id, error in r.workers.items():
         if error:
-            stderr.print(
-                f"[red]reload failed for {escape(id)} (last good version keeps "
-                f"serving, its instances wait):[/] {escape(error)}"
-            )
+            stderr.print(f"[red]reload failed for {escape(id)} (last good version keeps "
+                         f"serving, its instances wait):[/] {escape(error)}")
         else:
             stderr.print(f"[cyan]reloaded[/] {escape(id)} in {r.seconds * 1000:.0f} ms")
     if r.unparked:
@@ -194,73 +176,37 @@ class _RequestLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
-        if (
-            record.levelno < logging.WARNING
-            and len(args) >= 3
-            and str(args[1]).startswith(EXPLORER_PATH)
-            and isinstance(args[2], int)
-            and args[2] < 500
-        ):
+        if (record.levelno < logging.WARNING and len(args) >= 3
+                and str(args[1]).startswith(EXPLORER_PATH) and isinstance(args[2], int)
+                and args[2] < 500):
             return
         stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(record.getMessage())}")
 
 
 @app.command(epilog=_EXAMPLES)
 def dev(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE|DIR",
-            help="wrangler.toml/.jsonc/.json or its directory.",
-        ),
-    ] = Path("."),
+    config: Annotated[Path, typer.Option("--config", "-c", metavar="FILE|DIR",
+                                         help="wrangler.toml/.jsonc/.json or its directory.")] = Path("."),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8787,
-    persist_to: Annotated[
-        Path | None,
-        typer.Option(
-            "--persist-to",
-            metavar="DIR",
-            help="State directory. Default: <project>/.dynwf (or $DYNWF_PERSIST_TO).",
-        ),
-    ] = None,
-    inline: Annotated[
-        bool,
-        typer.Option(
-            "--inline", help="Run tenant code in this process instead of isolates (for debuggers)."
-        ),
-    ] = False,
-    skip_sleeps: Annotated[
-        bool,
-        typer.Option(
-            "--skip-sleeps",
-            help="Sleeps end at once (still hibernating), also those already journaled.",
-        ),
-    ] = False,
-    skip_retry_delays: Annotated[
-        bool,
-        typer.Option(
-            "--skip-retry-delays", help="Retries run at once, also those already journaled."
-        ),
-    ] = False,
+    persist_to: Annotated[Path | None, typer.Option("--persist-to", metavar="DIR",
+                                                    help="State directory. Default: <project>/.dynwf "
+                                                    "(or $DYNWF_PERSIST_TO).")] = None,
+    inline: Annotated[bool, typer.Option("--inline", help="Run tenant code in this process "
+                                         "instead of isolates (for debuggers).")] = False,
+    skip_sleeps: Annotated[bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating), "
+                                              "also those already journaled.")] = False,
+    skip_retry_delays: Annotated[bool, typer.Option("--skip-retry-delays", help="Retries run at once, "
+                                                    "also those already journaled.")] = False,
     no_reload: Annotated[bool, typer.Option("--no-reload", help="Do not watch files.")] = False,
-    accept_data_loss: Annotated[
-        bool,
-        typer.Option(
-            "--accept-data-loss",
-            help="Open a journal that lacks facts its last writer committed "
-            "(a lost .wal) instead of refusing it.",
-        ),
-    ] = False,
+    accept_data_loss: Annotated[bool, typer.Option(
+        "--accept-data-loss", help="Open a journal that lacks facts its last writer committed "
+        "(a lost .wal) instead of refusing it.")] = False,
 ) -> None:
     """Run the project locally: engine + dispatcher over HTTP + explorer API + hot reload."""
     try:
         project = Project.load(
-            config,
-            persist_to=persist_to,
-            isolation="inline" if inline else "process",
+            config, persist_to=persist_to, isolation="inline" if inline else "process",
             time=TimeControl(skip_sleeps=skip_sleeps, skip_retry_delays=skip_retry_delays),
             accept_data_loss=accept_data_loss,
         )
@@ -273,22 +219,12 @@ def dev(
 
     def ready(url: str) -> None:
         names = ", ".join(w.name for w in project.config.workflows)
-        stderr.print(
-            f"[bold green]dynwf dev[/] serving [bold]{url}[/]  explorer {escape(url)}/cdn-cgi/explorer/  "
-            f"workflows: {names}  state: {project.state_dir}  (Ctrl-C to stop)"
-        )
+        stderr.print(f"[bold green]dynwf dev[/] serving [bold]{url}[/]  explorer {escape(url)}/cdn-cgi/explorer/  "
+                     f"workflows: {names}  state: {project.state_dir}  (Ctrl-C to stop)")
 
     try:
-        asyncio.run(
-            serve_project(
-                project,
-                host=host,
-                port=port,
-                reload=not no_reload,
-                on_ready=ready,
-                on_reload=_reload_line,
-            )
-        )
+        asyncio.run(serve_project(project, host=host, port=port, reload=not no_reload,
+                                  on_ready=ready, on_reload=_reload_line))
     except DynwfError as exc:
         raise fail(escape(str(exc))) from None
     except KeyboardInterrupt:

@@ -72,9 +72,8 @@ def _progress_line(event: dict[str, Any]) -> None:
         else:
             err = event.get("error") or {}
             text = f"{err.get('name', 'Error')}: {err.get('message', '')}".rstrip(": ")
-            stderr.print(
-                f"[red]✗[/] {step}  attempt {event.get('attempt')}  {took}  [red]{escape(text)}[/]"
-            )
+            stderr.print(f"[red]✗[/] {step}  attempt {event.get('attempt')}  {took}  "
+                         f"[red]{escape(text)}[/]")
     elif kind == "waiting":
         now = int(event.get("now") or 0)
         for w in event.get("on") or []:
@@ -116,9 +115,7 @@ def _print_report(r: RunReport) -> None:
     table.add_column("result / error", overflow="ellipsis", no_wrap=True, max_width=22)
     for s in r.steps:
         if s["error"]:
-            result = (
-                f"[red]{escape(s['error']['name'])}: {escape(_short(s['error']['message'], 40))}[/]"
-            )
+            result = f"[red]{escape(s['error']['name'])}: {escape(_short(s['error']['message'], 40))}[/]"
         elif s["type"] == "step":
             result = escape(_short(s["output"]))
         else:
@@ -135,19 +132,15 @@ def _print_report(r: RunReport) -> None:
         kind = {"step": "do", "waitForEvent": "event"}.get(s["type"], s["type"])
         table.add_row(step, kind, ran, str(s["replays"]), attempts, result)
     stdout.print(table)
-    stdout.print(
-        "[dim]ran: callbacks that began, as their isolate reported, in any engine process "
-        "(x / y: y attempts journaled, y - x of them cut before they could report); "
-        "replays: results returned "
-        "from the journal; ✗: failed attempts; ↯: a crash or eviction dynwf injected, "
-        "@N in engine process N[/]"
-    )
+    stdout.print("[dim]ran: callbacks that began, as their isolate reported, in any engine process "
+                 "(x / y: y attempts journaled, y - x of them cut before they could report); "
+                 "replays: results returned "
+                 "from the journal; ✗: failed attempts; ↯: a crash or eviction dynwf injected, "
+                 "@N in engine process N[/]")
     for warning in r.warnings:
         stdout.print(f"[red]divergence:[/] {escape(warning)}")
     for u in r.unreached:
-        stdout.print(
-            f"[yellow]never reached:[/] {escape(u)} (no such step call ran; check the name and #N)"
-        )
+        stdout.print(f"[yellow]never reached:[/] {escape(u)} (no such step call ran; check the name and #N)")
     style = {"complete": "green", "errored": "red", "terminated": "red"}.get(r.status, "yellow")
     stdout.print(f"status: [bold {style}]{r.status}[/]")
     if r.output is not None:
@@ -162,126 +155,49 @@ def _print_report(r: RunReport) -> None:
         where = f"{shlex.quote(r.instance)} --workflow {shlex.quote(r.workflow)} --tenant {tenant_arg(r.scope)}"
         if w["kind"] == "event":
             send = f"dynwf instances send-event {where} --type {shlex.quote(str(w['type']))}"
-            stdout.print(
-                f"waiting for event type {escape(repr(str(w['type'])))} (step {escape(w['step'])}): "
-                f"send it with `{escape(send)}`, then `dynwf dev` runs the instance on"
-            )
+            stdout.print(f"waiting for event type {escape(repr(str(w['type'])))} (step {escape(w['step'])}): "
+                         f"send it with `{escape(send)}`, then `dynwf dev` runs the instance on")
         elif w["kind"] == "paused":
             stdout.print(f"paused: `{escape('dynwf instances resume ' + where)}`")
         else:
-            stdout.print(
-                f"waiting: {w['kind']} of step {escape(w['step'])} ends later than --max-wait; "
-                "pass --skip-sleeps / --skip-retry-delays, or a longer --max-wait"
-            )
+            stdout.print(f"waiting: {w['kind']} of step {escape(w['step'])} ends later than --max-wait; "
+                         "pass --skip-sleeps / --skip-retry-delays, or a longer --max-wait")
 
 
 @app.command(epilog=_EXAMPLES)
 def run(
-    tenant: Annotated[
-        str, typer.Option("--tenant", "-t", metavar="T", help="The tenant to run as (its id).")
-    ],
-    workflow: Annotated[
-        str | None,
-        typer.Option(
-            "--workflow",
-            "-w",
-            metavar="NAME",
-            help="Workflow name or binding. Default: the only one.",
-        ),
-    ] = None,
-    params: Annotated[
-        str | None,
-        typer.Option(
-            "--params",
-            "-p",
-            metavar="JSON|@FILE",
-            help="The tenant's params: JSON, or @FILE (@- for stdin).",
-        ),
-    ] = None,
-    params_file: Annotated[
-        Path | None,
-        typer.Option("--params-file", metavar="FILE", help="Read the params JSON from FILE."),
-    ] = None,
-    id: Annotated[
-        str | None, typer.Option("--id", metavar="ID", help="Instance id. Default: a new UUID.")
-    ] = None,
-    metadata: Annotated[
-        str | None,
-        typer.Option(
-            "--metadata",
-            metavar="JSON|@FILE",
-            help='Dispatcher metadata. Default: {"tenantId": T}.',
-        ),
-    ] = None,
-    crash_at: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--crash-at", metavar="STEP[#N][:WHEN]", help="SIGKILL the engine there (repeatable)."
-        ),
-    ] = None,
-    evict_at: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--evict-at",
-            metavar="STEP[#N]",
-            help="Evict the tenant's isolate after that step (repeatable).",
-        ),
-    ] = None,
-    hibernate_every_step: Annotated[
-        bool,
-        typer.Option(
-            "--hibernate-every-step", help="End the pass after every step and replay from the top."
-        ),
-    ] = False,
-    skip_sleeps: Annotated[
-        bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating).")
-    ] = False,
-    skip_retry_delays: Annotated[
-        bool, typer.Option("--skip-retry-delays", help="Retries run at once.")
-    ] = False,
-    max_wait: Annotated[
-        str,
-        typer.Option(
-            "--max-wait",
-            metavar="DURATION",
-            help="Wait out sleeps and retry delays up to this long.",
-        ),
-    ] = "30 seconds",
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE|DIR",
-            help="wrangler.toml/.jsonc/.json or its directory.",
-        ),
-    ] = Path("."),
-    persist_to: Annotated[
-        Path | None,
-        typer.Option(
-            "--persist-to", metavar="DIR", help="State directory. Default: <project>/.dynwf."
-        ),
-    ] = None,
-    inline: Annotated[
-        bool, typer.Option("--inline", help="Tenant code in the engine process (debuggers).")
-    ] = False,
-    accept_data_loss: Annotated[
-        bool,
-        typer.Option(
-            "--accept-data-loss",
-            help="Open a journal that lacks facts its last writer committed "
-            "(a lost .wal) instead of refusing it.",
-        ),
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the report as one JSON object.")
-    ] = False,
-    allow_divergence: Annotated[
-        bool,
-        typer.Option(
-            "--allow-divergence", help="A replay divergence does not make the exit status 1."
-        ),
-    ] = False,
+    tenant: Annotated[str, typer.Option("--tenant", "-t", metavar="T",
+                                        help="The tenant to run as (its id).")],
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", metavar="NAME",
+                                                 help="Workflow name or binding. Default: the only one.")] = None,
+    params: Annotated[str | None, typer.Option("--params", "-p", metavar="JSON|@FILE",
+                                               help="The tenant's params: JSON, or @FILE (@- for stdin).")] = None,
+    params_file: Annotated[Path | None, typer.Option("--params-file", metavar="FILE",
+                                                     help="Read the params JSON from FILE.")] = None,
+    id: Annotated[str | None, typer.Option("--id", metavar="ID", help="Instance id. Default: a new UUID.")] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON|@FILE",
+                                                 help='Dispatcher metadata. Default: {"tenantId": T}.')] = None,
+    crash_at: Annotated[list[str] | None, typer.Option("--crash-at", metavar="STEP[#N][:WHEN]",
+                                                       help="SIGKILL the engine there (repeatable).")] = None,
+    evict_at: Annotated[list[str] | None, typer.Option("--evict-at", metavar="STEP[#N]",
+                                                       help="Evict the tenant's isolate after that step (repeatable).")] = None,
+    hibernate_every_step: Annotated[bool, typer.Option("--hibernate-every-step",
+                                                       help="End the pass after every step and replay from the top.")] = False,
+    skip_sleeps: Annotated[bool, typer.Option("--skip-sleeps", help="Sleeps end at once (still hibernating).")] = False,
+    skip_retry_delays: Annotated[bool, typer.Option("--skip-retry-delays", help="Retries run at once.")] = False,
+    max_wait: Annotated[str, typer.Option("--max-wait", metavar="DURATION",
+                                          help="Wait out sleeps and retry delays up to this long.")] = "30 seconds",
+    config: Annotated[Path, typer.Option("--config", "-c", metavar="FILE|DIR",
+                                         help="wrangler.toml/.jsonc/.json or its directory.")] = Path("."),
+    persist_to: Annotated[Path | None, typer.Option("--persist-to", metavar="DIR",
+                                                    help="State directory. Default: <project>/.dynwf.")] = None,
+    inline: Annotated[bool, typer.Option("--inline", help="Tenant code in the engine process (debuggers).")] = False,
+    accept_data_loss: Annotated[bool, typer.Option(
+        "--accept-data-loss", help="Open a journal that lacks facts its last writer committed "
+        "(a lost .wal) instead of refusing it.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    allow_divergence: Annotated[bool, typer.Option("--allow-divergence",
+                                                   help="A replay divergence does not make the exit status 1.")] = False,
 ) -> None:
     """Create one instance for a tenant, drive it through crashes/evictions, print a report."""
     parsed_params = json_input(params, params_file, "params")
@@ -291,29 +207,16 @@ def run(
         if as_json or n == 1:
             return
         m = markers[-1]
-        stderr.print(
-            f"[magenta]engine killed[/] at {escape(m['step'])}#{m['count']}:{m['when']}; "
-            f"starting engine process {n} to recover from the journal"
-        )
+        stderr.print(f"[magenta]engine killed[/] at {escape(m['step'])}#{m['count']}:{m['when']}; "
+                     f"starting engine process {n} to recover from the journal")
 
     try:
         report = run_workflow(
-            config,
-            tenant=tenant,
-            workflow=workflow,
-            params=parsed_params,
-            id=id,
-            metadata=parsed_meta,
-            crash_at=crash_at or [],
-            evict_at=evict_at or [],
-            hibernate_every_step=hibernate_every_step,
-            skip_sleeps=skip_sleeps,
-            skip_retry_delays=skip_retry_delays,
-            max_wait=max_wait,
-            persist_to=persist_to,
-            inline=inline,
-            accept_data_loss=accept_data_loss,
-            allow_divergence=allow_divergence,
+            config, tenant=tenant, workflow=workflow, params=parsed_params, id=id,
+            metadata=parsed_meta, crash_at=crash_at or [], evict_at=evict_at or [],
+            hibernate_every_step=hibernate_every_step, skip_sleeps=skip_sleeps,
+            skip_retry_delays=skip_retry_delays, max_wait=max_wait, persist_to=persist_to,
+            inline=inline, accept_data_loss=accept_data_loss, allow_divergence=allow_divergence,
             on_process=progress,
             on_progress=None if as_json else _progress_line,
         )
@@ -324,16 +227,12 @@ def run(
     except DynwfError as exc:
         raise fail(escape(str(exc))) from None
     except KeyboardInterrupt:
-        raise fail(
-            "interrupted; the instance is in the journal (`dynwf inspect`)", code=130
-        ) from None
+        raise fail("interrupted; the instance is in the journal (`dynwf inspect`)", code=130) from None
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:
         _print_report(report)
         if report.warnings and not allow_divergence:
-            stderr.print(
-                "[red]exit status 1 for the divergence above[/]: the workflow's code "
-                "outside steps is not deterministic; --allow-divergence accepts it"
-            )
+            stderr.print("[red]exit status 1 for the divergence above[/]: the workflow's code "
+                         "outside steps is not deterministic; --allow-divergence accepts it")
     raise typer.Exit(report.exit_code)

@@ -37,10 +37,10 @@ ROOT_PREFIX = "dynwf-isolate-"
 _reapers: dict[int, asyncio.Task[None]] = {}  # pid -> removes its folder when it exits
 # An isolate's process: forked from the template (Linux), or a fresh interpreter.
 Process = ForkedProcess | asyncio.subprocess.Process
-_spawn_said = False
+_spawn_said = False  # the fallback to fresh interpreters is logged once per process
 # Spare isolates kept forked ahead (``IsolatePool.warm``): each is a few MB of pages
 # not shared with the template. One fresh interpreter is kept when not forking.
-FORKED_SPARES = 4  # the fallback to fresh interpreters is logged once per process
+FORKED_SPARES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +302,7 @@ async def discard(booted: Booted) -> None:
 
 
 class IsolatePool:
-    """Starts isolates (keeping one warm spare), watches their CPU, evicts idle ones.
+    """Starts isolates (keeping warm spares), watches their CPU, evicts idle ones.
 
     On Linux every isolate is forked from one template process (``_template``),
     started with the pool's first isolate; elsewhere each is a fresh interpreter.

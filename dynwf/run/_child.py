@@ -71,9 +71,8 @@ class _Progress:
 class _RunFaults(Faults):
     """Fires the run's crash, eviction and hibernation points for its one instance."""
 
-    def __init__(
-        self, project: Project, spec: RunSpec, scope: str, markers: _Markers, progress: _Progress
-    ) -> None:
+    def __init__(self, project: Project, spec: RunSpec, scope: str, markers: _Markers,
+                 progress: _Progress) -> None:
         self.project, self.spec, self.scope, self.markers = project, spec, scope, markers
         self.progress = progress
         self.crashes = list(spec.crashes)
@@ -81,9 +80,7 @@ class _RunFaults(Faults):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _ours(self, st: InstanceState) -> bool:
-        return (
-            st.workflow == self.spec.workflow and st.scope == self.scope and st.id == self.spec.id
-        )
+        return st.workflow == self.spec.workflow and st.scope == self.scope and st.id == self.spec.id
 
     def _crash(self, st: InstanceState, step: StepState, when: str) -> None:
         if not self._ours(st):
@@ -96,22 +93,15 @@ class _RunFaults(Faults):
                 # so, after its code up to its first suspension point ran), "before" with
                 # that too but not the result, "after" with the result.
                 self.project.engine.commit_now()
-                self.markers.write(
-                    kind="crash",
-                    step=step.name,
-                    count=step.count,
-                    when=when,
-                    attempt=attempt,
-                    pid=os.getpid(),
-                )
+                self.markers.write(kind="crash", step=step.name, count=step.count, when=when,
+                                   attempt=attempt, pid=os.getpid())
                 _die()  # at once: not one more message from the isolate is taken
                 return
 
     def attempt_started(self, st: InstanceState, step: StepState) -> None:
         if self._ours(st):
-            self.progress.write(
-                kind="start", step=step.name, count=step.count, attempt=len(step.attempts)
-            )
+            self.progress.write(kind="start", step=step.name, count=step.count,
+                                attempt=len(step.attempts))
         self._crash(st, step, "during")
 
     def before_result(self, st: InstanceState, step: StepState) -> None:
@@ -125,7 +115,8 @@ class _RunFaults(Faults):
             if (point.name, point.count) == (step.name, step.count):
                 self.evictions.remove(point)
                 workers = self._evict(st)
-                self.markers.write(kind="evict", step=step.name, count=step.count, workers=workers)
+                self.markers.write(kind="evict", step=step.name, count=step.count,
+                                   workers=workers)
         if self.spec.hibernate_every_step:
             self.project.engine.interrupt(st.uid)
 
@@ -133,9 +124,7 @@ class _RunFaults(Faults):
         """Evict the workers running this instance once the pass ends at the next step
         boundary (a step already started would otherwise be cut off)."""
         serving = [
-            (loader, id)
-            for loader in self.project.loaders.values()
-            for id in loader.serving(st.uid)
+            (loader, id) for loader in self.project.loaders.values() for id in loader.serving(st.uid)
         ]
 
         def evict() -> None:
@@ -188,23 +177,14 @@ async def drive(spec: RunSpec) -> dict[str, Any]:
         elif kind == "step":
             e: StepEvent = payload
             if (e.workflow, e.scope, e.instance) == (spec.workflow, scope, spec.id):
-                progress.write(
-                    kind="end",
-                    step=e.step,
-                    attempt=e.attempt,
-                    ok=e.ok,
-                    ms=e.duration_ms,
-                    error=e.error,
-                )
+                progress.write(kind="end", step=e.step, attempt=e.attempt, ok=e.ok,
+                               ms=e.duration_ms, error=e.error)
         elif kind == "status":
             change: StatusChange = payload
             st = change.instance
             if faults._ours(st) and change.new == "waiting" and not st.parked:
-                pending = [
-                    {"step": s.name, "type": s.kind, "until": s.wake_at, "event": s.event_type}
-                    for s in st.steps.values()
-                    if not s.done
-                ]
+                pending = [{"step": s.name, "type": s.kind, "until": s.wake_at, "event": s.event_type}
+                           for s in st.steps.values() if not s.done]
                 progress.write(kind="waiting", on=pending, now=project.engine.clock.now_ms())
 
     project.engine.listeners.append(listen)

@@ -123,9 +123,7 @@ def pick_workflow(config: ProjectConfig, name: str | None) -> WorkflowConfig:
         if name in (wf.name, wf.binding):
             return wf
     names = ", ".join(w.name for w in config.workflows) or "none"
-    raise ValidationError(
-        f"--workflow {name!r}: no such workflow in {config.path} (it has: {names})"
-    )
+    raise ValidationError(f"--workflow {name!r}: no such workflow in {config.path} (it has: {names})")
 
 
 def _read_markers(path: Path) -> list[dict[str, Any]]:
@@ -232,11 +230,8 @@ def _stderr_fd() -> int:
         return 2
 
 
-def _wait_reporting(
-    child: subprocess.Popen[bytes],
-    read_fd: int,
-    on_progress: Callable[[dict[str, Any]], None] | None,
-) -> int:
+def _wait_reporting(child: subprocess.Popen[bytes], read_fd: int,
+                    on_progress: Callable[[dict[str, Any]], None] | None) -> int:
     """Wait for ``child``, passing each progress line it writes to ``on_progress``."""
     buffer = b""
     with selectors.DefaultSelector() as sel:
@@ -260,9 +255,7 @@ def _wait_reporting(
 
 
 def _supervise(
-    spec: RunSpec,
-    work: Path,
-    on_process: Callable[[int, list[dict[str, Any]]], None] | None,
+    spec: RunSpec, work: Path, on_process: Callable[[int, list[dict[str, Any]]], None] | None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     markers_path, result_path = Path(spec.markers_file), Path(spec.result_file)
@@ -277,11 +270,8 @@ def _supervise(
         result_path.unlink(missing_ok=True)
         try:
             # The child's stdout is our stderr: tenant print() output is not the report.
-            child = subprocess.Popen(
-                [sys.executable, "-m", "dynwf.run._child", str(spec_path)],
-                stdout=_stderr_fd(),
-                pass_fds=(write_fd,),
-            )
+            child = subprocess.Popen([sys.executable, "-m", "dynwf.run._child", str(spec_path)],
+                                     stdout=_stderr_fd(), pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
         try:
@@ -340,9 +330,7 @@ def _report(
     fired_crash = {(m["step"], m["count"], m["when"]) for m in markers if m["kind"] == "crash"}
     fired_evict = {(m["step"], m["count"]) for m in markers if m["kind"] == "evict"}
     unreached = [p.label() for p in crashes if (p.name, p.count, p.when) not in fired_crash]
-    unreached += [
-        p.label(with_when=False) for p in evictions if (p.name, p.count) not in fired_evict
-    ]
+    unreached += [p.label(with_when=False) for p in evictions if (p.name, p.count) not in fired_evict]
     steps = []
     for s in detail["steps"]:
         tags = [
@@ -362,9 +350,7 @@ def _report(
                 "failed_attempts": sum(1 for a in attempts if a["success"] is False),
                 "success": s.get("success", s.get("finished")),
                 "output": s.get("output"),
-                "error": s.get("error")
-                if s.get("success") is False or s["type"] != "step"
-                else None,
+                "error": s.get("error") if s.get("success") is False or s["type"] != "step" else None,
                 "attempt_errors": [
                     f"{a['error']['name']}: {a['error']['message']}"
                     for a in attempts
