@@ -262,10 +262,6 @@ class Worker:
 TENANT_IMPORTS = ("js", "pyodide.ffi", "workers.workflows", "dataclasses", "enum", "typing")
 
 
-# How much lower than the engine isolates run (``os.nice``; 0-19, 19 lowest).
-ISOLATE_NICE = 5
-
-
 def prepare_template() -> None:
     """Prepare the template: what every isolate needs before its tenant, done once.
 
@@ -275,10 +271,6 @@ def prepare_template() -> None:
     what is per isolate (its limits, its socket, its tenant) belongs to ``main``.
     """
     install()
-    # Below the engine's CPU priority: the engine serves every tenant, and a woken
-    # isolate (or one spinning until limits.cpu_ms stops it) must not take its core.
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(ISOLATE_NICE)
     # A tenant's modules live in a folder removed when its isolate exits: compiled
     # files written next to them would never be read again.
     sys.dont_write_bytecode = True
