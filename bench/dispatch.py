@@ -1,7 +1,7 @@
 """Dispatch benchmarks: cold tenant load, isolation cost per step, save-to-new-code, 1,000 tenants.
 
-Run ``.venv/bin/python bench/dispatch.py [--quick] [--only cold,steps,reload,scale]
-[--max-isolates N] [--json]``. Each scenario runs in a fresh subprocess (this script
+Run ``.venv/bin/python bench/dispatch.py [--quick] [--only cold,steps,reload,scale,cores,http]
+[--max-isolates N] [--spawn] [--wrangler-dir DIR] [--json]``. Each scenario runs in a fresh subprocess (this script
 re-invokes itself with ``--scenario``) on a generated platform project in a fresh temp
 dir: ``wrangler.toml``, a dispatcher ``src/entry.py`` (the same shape as
 tests/fixtures/project_two_tenants: ``env.LOADER.get(tenant, create_proxy(get_code))`` reading
@@ -21,9 +21,11 @@ Definitions:
   ``load_runner``, ``get_code()`` (reading the tenant's files), taking an isolate,
   sending the code, writing it to a temp dir and importing it, the ``run`` message and
   the ``do_begin`` round trip (which commits the step's ``attempt`` fact).
-  ``IsolatePool`` keeps one pre-booted spare process (``python -m
-  dynwf.dispatch._isolate_main``, its imports done), so a cold load normally costs a
-  module import, not an interpreter start. "spaced": new tenants arrive ``--gap``
+  On Linux every isolate is forked from the pool's template process (``dynwf.dispatch.
+  _template_main``, its imports done) and ``IsolatePool`` keeps four forked spares, so a
+  cold load costs a module import, not an interpreter start; ``--spawn`` starts each
+  isolate as a fresh interpreter (``python -m dynwf.dispatch._isolate_main``, one
+  spare), as before the template, for comparison. "spaced": new tenants arrive ``--gap``
   seconds apart (default 1 s), so the spare re-boots in between. "burst": ``--burst``
   never-seen tenants are created at the same instant; only the first finds a booted
   spare, the others wait for interpreters booting in parallel. "warm first step" is the
@@ -51,15 +53,35 @@ Definitions:
   until all are complete; memory is sampled every 100 ms as the engine process's RSS
   plus the RSS (and, separately, the PSS) of every child process (the live isolates and
   the spare). The loader caps live isolates at ``--max-isolates`` (default 64, LRU).
+  The engine process's own RSS is also read before the first create (template and
+  spares started) and after the last instance completes.
+- **HTTP, dynwf dev against wrangler dev** (``http``): a lone instance of
+  ``http_steps`` (500) no-op steps driven as a user drives it: ``GET
+  /t0000/create?steps=N`` (the tenant's fetch creates it through its own Workflow
+  binding and answers its id), then ``GET /t0000/status?id=X`` (the tenant's fetch reads
+  ``status()``) every ``poll_ms`` (10 ms) until it is complete; the time from the create
+  request to the answer that says complete, divided by N. ``dynwf dev --no-reload``
+  serves the bench project; ``wrangler dev`` 4.86 (from ``--wrangler-dir``, a folder
+  outside the repo with ``npm install wrangler@4.86.0`` done) serves the same workflow
+  and routes in JavaScript. Both servers run at once and alternate, ``repeats`` times
+  each after a 20-step warm-up; the figure is the ratio of the medians. wrangler answers
+  a ``status()`` made while the instance runs only when it completes, and sometimes not
+  even then, so each poll gives up after 1 s and polls again (``polls_cut`` counts them).
+  Without node/npx or wrangler the wrangler rows are left out with a note on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -138,6 +160,7 @@ class Default(WorkerEntrypoint):
 '''
 
 WORKER = """\
+import json
 import time
 
 from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
@@ -162,7 +185,57 @@ class TenantWorkflow(WorkflowEntrypoint):
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
+        path, _, query = request.url.split("://", 1)[-1].partition("?")
+        action = path.split("/")[2] if path.count("/") >= 2 else ""
+        if action == "create":  # /<tenant>/create?steps=N: start an instance, answer its id
+            inst = await self.env.WORKFLOWS.create({{"params": {{"steps": int(query[6:])}}}})
+            return Response(inst.id)
+        if action == "status":  # /<tenant>/status?id=X: its status, as JSON
+            st = await (await self.env.WORKFLOWS.get(query[3:])).status()
+            return Response(json.dumps({{"status": st["status"]}}))
         return Response(str(VERSION))
+"""
+
+# The same no-op workflow and fetch routes in JavaScript, for ``wrangler dev`` 4.86.
+WRANGLER_JS = """\
+import { WorkflowEntrypoint } from "cloudflare:workers";
+
+export class NoopWorkflow extends WorkflowEntrypoint {
+  async run(event, step) {
+    let first = null;
+    for (let k = 0; k < event.payload.steps; k++) {
+      const out = await step.do(`s${k}`, async () => (k === 0 ? Date.now() : null));
+      if (k === 0) first = out;
+    }
+    return { first };
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const action = url.pathname.split("/")[2] || "";
+    if (action === "create") {
+      const steps = Number(url.searchParams.get("steps"));
+      const inst = await env.WORKFLOWS.create({ params: { steps } });
+      return new Response(inst.id);
+    }
+    if (action === "status") {
+      const st = await (await env.WORKFLOWS.get(url.searchParams.get("id"))).status();
+      return Response.json({ status: st.status });
+    }
+    return new Response("0");
+  },
+};
+"""
+
+WRANGLER_JS_CONFIG = """\
+{
+  "name": "bench-noop",
+  "main": "index.js",
+  "compatibility_date": "2025-09-01",
+  "workflows": [{"name": "noop", "binding": "WORKFLOWS", "class_name": "NoopWorkflow"}]
+}
 """
 
 
@@ -182,9 +255,12 @@ def _make_project(root: Path, tenants: int) -> Path:
     return root
 
 
-async def _open(tmp: Path, name: str, tenants: int, **kw: Any) -> Project:
+async def _open(tmp: Path, name: str, tenants: int, spawn: bool = False, **kw: Any) -> Project:
     root = _make_project(tmp / name, tenants)
     p = Project.load(root, persist_to=tmp / f"{name}-state", **kw)
+    if spawn:  # --spawn: fresh interpreters, as before the template (for comparison)
+        for loader in p.loaders.values():
+            loader._pool.fork = False
     await p.start()
     return p
 
@@ -245,7 +321,8 @@ def _mem_kb(pid: int) -> tuple[int, int]:
 
 
 def _children(parent: int) -> list[int]:
-    pids = []
+    """Every descendant of ``parent``: the isolates are the template's children."""
+    kids: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -254,9 +331,13 @@ def _children(parent: int) -> list[int]:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == parent:
-            pids.append(int(entry.name))
-    return pids
+        kids.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [parent]
+    while todo:
+        for pid in kids.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
 
 
 class MemSampler:
@@ -298,7 +379,9 @@ class MemSampler:
 async def scenario_cold(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """Never-seen tenants: spaced arrivals, then a burst; warm first steps for contrast."""
     spaced, burst, gap = opts["cold"], opts["burst"], opts["gap"]
-    p = await _open(tmp, "cold", spaced + burst, max_isolates=opts["max_isolates"])
+    p = await _open(
+        tmp, "cold", spaced + burst, spawn=opts["spawn"], max_isolates=opts["max_isolates"]
+    )
     try:
         boots = [await _boot_ms(IsolateLimits()) for _ in range(5)]
         cold, warm = [], []
@@ -346,7 +429,9 @@ async def scenario_steps(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     steps, repeats = opts["steps"], opts["repeats"]
     projects: dict[str, Project] = {}
     for m in STEP_MODES:
-        projects[m] = await _open(tmp, m, 1, isolation="inline" if m == "inline" else "process")
+        projects[m] = await _open(
+            tmp, m, 1, spawn=opts["spawn"], isolation="inline" if m == "inline" else "process"
+        )
         projects[m].loaders["LOADER"].spin = m == "process"
     per_step: dict[str, list[float]] = {m: [] for m in STEP_MODES}
     cpu: dict[str, list[float]] = {m: [] for m in STEP_MODES}
@@ -443,9 +528,11 @@ async def scenario_reload(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
 async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """N tenants, one 3-step instance each, created at once; time and peak memory."""
     n, cap = opts["tenants"], opts["max_isolates"]
-    p = await _open(tmp, "scale", n, max_isolates=cap)
+    p = await _open(tmp, "scale", n, spawn=opts["spawn"], max_isolates=cap)
     loader = p.loaders["LOADER"]
     try:
+        await asyncio.sleep(1.0)  # the template and the spare have started
+        rss_before = _mem_kb(os.getpid())[0]
         with MemSampler() as mem:
             t0 = time.perf_counter()
             for start in range(0, n, 100):
@@ -460,6 +547,7 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
             created = time.perf_counter() - t0
             await p.engine.wait_until_idle(timeout=900)
             elapsed = time.perf_counter() - t0
+        rss_after = _mem_kb(os.getpid())[0]
         counts: dict[str, int] = {}
         for st in p.engine.all_states():
             counts[st.status.value] = counts.get(st.status.value, 0) + 1
@@ -477,6 +565,8 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": mem.peak_rss_kb / 1024,
         "peak_pss_mb": mem.peak_pss_kb / 1024,
         "engine_rss_at_peak_mb": mem.engine_rss_at_peak_kb / 1024,
+        "engine_rss_before_mb": rss_before / 1024,
+        "engine_rss_after_mb": rss_after / 1024,
         "peak_child_processes": mem.peak_children,
         "code_loads": loads,
     }
@@ -516,17 +606,180 @@ async def scenario_cores(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     return {"idle_at_start_ms": idle_ms, "crowd_seen_ms": crowd_ms, "calm_seen_ms": calm_ms}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wrangler_bin(opts: dict[str, Any]) -> tuple[str | None, str]:
+    """The ``wrangler`` 4.86 executable for the HTTP comparison, or None and why not."""
+    if shutil.which("node") is None or shutil.which("npx") is None:
+        return None, "node/npx not found: the wrangler dev row is skipped"
+    folder = Path(opts["wrangler_dir"]).expanduser()
+    binary = folder / "node_modules" / ".bin" / "wrangler"
+    if not binary.exists():
+        return None, (
+            f"no wrangler in {folder}: run `npm install wrangler@4.86.0` there (outside the "
+            "repo) or pass --wrangler-dir; the wrangler dev row is skipped"
+        )
+    return str(binary), ""
+
+
+class _Server:
+    """A dev server in its own process group (``dynwf dev`` or ``wrangler dev``)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    async def ready(self, client: Any, url: str, limit_s: float = 180.0) -> None:
+        t0 = time.perf_counter()
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except Exception:
+                pass
+            if time.perf_counter() - t0 > limit_s:
+                raise SystemExit(
+                    f"server not ready after {limit_s} s: {self.log.read_text()[-2000:]}"
+                )
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workerd and any straggler
+        self.proc.wait()
+
+
+# wrangler dev 4.86 answers a status() call made while the instance runs only when the
+# instance completes, and sometimes not even then (until the client gives up): each poll
+# gives up after this long and polls again. dynwf answers at once.
+POLL_TIMEOUT_S = 1.0
+
+
+async def _http_instance(client: Any, base: str, steps: int, poll_s: float) -> tuple[float, int]:
+    """(ms per step, polls cut at POLL_TIMEOUT_S) of one instance: created through the
+    tenant's fetch, its status polled through the tenant's fetch every ``poll_s`` s until
+    it is complete."""
+    import httpx
+
+    t0 = time.perf_counter()
+    r = await client.get(f"{base}/t0000/create?steps={steps}")
+    if r.status_code != 200:
+        raise SystemExit(f"create answered {r.status_code}: {r.text[:500]}")
+    inst, cut = r.text, 0
+    while True:
+        try:
+            r = await client.get(f"{base}/t0000/status?id={inst}", timeout=POLL_TIMEOUT_S)
+        except httpx.TimeoutException:
+            cut += 1
+            continue
+        status = r.json()["status"] if r.status_code == 200 else f"HTTP {r.status_code}"
+        if status == "complete":
+            break
+        if status not in ("queued", "running", "waiting"):
+            raise SystemExit(f"instance {inst} at {base}: {status} {r.text[:500]}")
+        await asyncio.sleep(poll_s)
+    return (time.perf_counter() - t0) * 1000 / steps, cut
+
+
+async def scenario_http(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """A lone instance of N no-op steps over HTTP: ``dynwf dev`` against ``wrangler dev``."""
+    import httpx
+
+    steps, repeats, poll_s = opts["http_steps"], opts["repeats"], opts["poll_ms"] / 1000
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1"}
+    root = _make_project(tmp / "http", 1)
+    port = _free_port()
+    servers: dict[str, tuple[_Server, str]] = {
+        "dynwf": (
+            _Server(
+                [
+                    sys.executable,
+                    "-m",
+                    "dynwf",
+                    "dev",
+                    "--config",
+                    str(root),
+                    "--port",
+                    str(port),
+                    "--persist-to",
+                    str(tmp / "http-state"),
+                    "--no-reload",
+                ],
+                root,
+                tmp / "dynwf.log",
+                env,
+            ),
+            f"http://127.0.0.1:{port}",
+        )
+    }
+    wrangler, skipped = _wrangler_bin(opts)
+    if wrangler is not None:
+        folder = tmp / "wrangler"
+        folder.mkdir()
+        (folder / "index.js").write_text(WRANGLER_JS)
+        (folder / "wrangler.jsonc").write_text(WRANGLER_JS_CONFIG)
+        wport = _free_port()
+        cmd = [wrangler, "dev", "--port", str(wport), "--ip", "127.0.0.1"]
+        cmd += ["--persist-to", str(tmp / "wrangler-state"), "--show-interactive-dev-session=false"]
+        servers["wrangler"] = (
+            _Server(cmd, folder, tmp / "wrangler.log", env),
+            f"http://127.0.0.1:{wport}",
+        )
+    per_step: dict[str, list[float]] = {name: [] for name in servers}
+    cut = dict.fromkeys(servers, 0)
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=120) as client:
+            for server, base in servers.values():
+                await server.ready(client, f"{base}/t0000/version")
+                await _http_instance(client, base, 20, poll_s)  # load the tenant, warm up
+            for _ in range(repeats):
+                for name, (_, base) in servers.items():
+                    ms, polls_cut = await _http_instance(client, base, steps, poll_s)
+                    per_step[name].append(ms)
+                    cut[name] += polls_cut
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    out: dict[str, Any] = {"runs": per_step, "polls_cut": cut, "skipped": skipped}
+    out["dynwf_http_ms_per_step"] = statistics.median(per_step["dynwf"])
+    if "wrangler" in per_step:
+        out["wrangler_http_ms_per_step"] = statistics.median(per_step["wrangler"])
+        out["http_ratio"] = out["dynwf_http_ms_per_step"] / out["wrangler_http_ms_per_step"]
+    return out
+
+
 SCENARIOS: dict[str, harness.Scenario[dict[str, Any]]] = {
     "cold": scenario_cold,
     "steps": scenario_steps,
     "reload": scenario_reload,
     "scale": scenario_scale,
     "cores": scenario_cores,
+    "http": scenario_http,
 }
 
 # (scenario, metric key, label, unit, target, higher is better); target None = information
 ROWS: list[harness.Row] = [
-    ("cold", "cold_median", "(1) cold dispatch, spaced arrivals, median", "ms", 10.0, False),
+    ("cold", "cold_median", "(1) cold dispatch, spaced arrivals, median", "ms", 3.0, False),
     ("cold", "cold_p90", "    ...p90", "ms", None, False),
     ("cold", "cold_max", "    ...max", "ms", None, False),
     ("cold", "warm_median", "    warm first step (tenant loaded), median", "ms", None, False),
@@ -570,15 +823,24 @@ ROWS: list[harness.Row] = [
     ("reload", "save_median", "(3) save -> new code serves, median", "ms", 500.0, False),
     ("reload", "save_max", "    ...max", "ms", 500.0, False),
     ("reload", "reload_now_ms_median", "    of which reload_now(), median", "ms", None, False),
-    ("scale", "total_s", "(4) N tenants x 1 instance: total time", "s", None, False),
+    ("scale", "total_s", "(4) N tenants x 1 instance: total time", "s", 10.0, False),
     ("scale", "tenants_per_s", "    tenants completed per second", "/s", None, True),
     ("scale", "peak_rss_mb", "    peak RSS, engine + all isolates", "MB", None, False),
     ("scale", "peak_pss_mb", "    peak PSS, engine + all isolates", "MB", None, False),
     ("scale", "engine_rss_at_peak_mb", "    engine process RSS at that peak", "MB", None, False),
     (
         "scale",
+        "engine_rss_before_mb",
+        "    engine process RSS before the tenants",
+        "MB",
+        None,
+        False,
+    ),
+    ("scale", "engine_rss_after_mb", "    engine process RSS after them", "MB", None, False),
+    (
+        "scale",
         "peak_child_processes",
-        "    peak child processes (isolates + spare)",
+        "    peak child processes (isolates + spare + template)",
         "",
         None,
         False,
@@ -587,6 +849,9 @@ ROWS: list[harness.Row] = [
     ("cores", "idle_at_start_ms", "(5) idle core seen (NaN: machine busy 30 s)", "ms", None, False),
     ("cores", "crowd_seen_ms", "    CPU hogs started -> spinning stops", "ms", None, False),
     ("cores", "calm_seen_ms", "    hogs killed -> spinning allowed again", "ms", None, False),
+    ("http", "http_ratio", "(6) HTTP, 1 instance x N steps: dynwf / wrangler", "x", 0.5, False),
+    ("http", "dynwf_http_ms_per_step", "    dynwf dev, per step", "ms", None, False),
+    ("http", "wrangler_http_ms_per_step", "    wrangler dev 4.86, per step", "ms", None, False),
 ]
 
 FULL = {
@@ -597,8 +862,20 @@ FULL = {
     "repeats": 5,
     "saves": 10,
     "tenants": 1000,
+    "http_steps": 500,
+    "poll_ms": 10,
 }
-QUICK = {"cold": 4, "burst": 3, "gap": 0.6, "steps": 200, "repeats": 2, "saves": 3, "tenants": 100}
+QUICK = {
+    "cold": 4,
+    "burst": 3,
+    "gap": 0.6,
+    "steps": 200,
+    "repeats": 2,
+    "saves": 3,
+    "tenants": 100,
+    "http_steps": 500,
+    "poll_ms": 10,
+}
 
 
 # -- driver ---------------------------------------------------------------------------
@@ -612,6 +889,16 @@ def main() -> int:
     ap.add_argument("--tenants", type=int, help="tenants in (4) (default 1000, quick 100)")
     ap.add_argument("--gap", type=float, help="seconds between new tenants / saves (default 1)")
     ap.add_argument("--json", action="store_true", help="print machine-readable results")
+    ap.add_argument(
+        "--wrangler-dir",
+        default=os.environ.get("DYNWF_BENCH_WRANGLER_DIR", "/work/wrangler-bench"),
+        help="a folder with `npm install wrangler@4.86.0` done, for (6) (outside the repo)",
+    )
+    ap.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start isolates as fresh interpreters, not forked from the template (to compare)",
+    )
     ap.add_argument("--scenario", help=argparse.SUPPRESS)
     ap.add_argument("--opts", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -622,6 +909,8 @@ def main() -> int:
 
     opts: dict[str, Any] = dict(QUICK if args.quick else FULL)
     opts["max_isolates"] = args.max_isolates
+    opts["wrangler_dir"] = args.wrangler_dir
+    opts["spawn"] = args.spawn
     if args.tenants is not None:
         opts["tenants"] = args.tenants
     if args.gap is not None:
@@ -636,6 +925,10 @@ def main() -> int:
             (s, k, lab.replace("N tenants", n) if s == "scale" else lab, u, t, h)
             for s, k, lab, u, t, h in ROWS
         ]
+    for res in results.values():  # a row whose metric was skipped (no wrangler) is left out
+        if res.get("skipped"):
+            print(f"note: {res['skipped']}", file=sys.stderr)
+    table = [r for r in table if "error" in results.get(r[0], {}) or r[1] in results.get(r[0], {})]
     rows, failed = harness.verdict_rows(table, results, one_error_per_label=True)
 
     m = harness.machine("nproc", "cpu", "python")

@@ -218,9 +218,8 @@ async def test_dead_spare_handed_to_a_tenant_is_replaced(make_project: Any) -> N
     inst = await waiting_instance(p, "d")
     loader = p.loaders["LOADER"]
     pool = loader._pool
-    await until(lambda: pool._spare is not None and pool._spare.done(), "a booted spare")
-    assert pool._spare is not None
-    spare = pool._spare.result()[0]
+    await until(lambda: bool(pool._spares) and pool._spares[0].done(), "a booted spare")
+    spare = pool._spares[0].result()[0]
     os.kill(spare.pid, signal.SIGKILL)  # the spare dies first ...
     await spare.wait()
     iso = loader._workers["waiter"]._isolate

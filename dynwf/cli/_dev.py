@@ -98,7 +98,28 @@ _LIFECYCLE = {
 }
 
 
+# Control characters in a name the tenant chose (a step name) never reach the terminal raw.
+_PRINTABLE = {c: "?" for c in [*range(0x20), 0x7F]}
+
+
+def _step_ok(e: StepEvent) -> None:
+    """The line of a step attempt that succeeded, the most frequent line by far, written
+    straight to the console's file: rich's markup and rendering cost about four times
+    this write (0.36 against 0.09 ms a line, measured on the shared 2-core VM), a large
+    part of a no-op step's cost in ``dynwf dev``."""
+    color = stderr.is_terminal and not stderr.no_color
+    dim, green, end = ("\x1b[2m", "\x1b[32m", "\x1b[0m") if color else ("", "", "")
+    stderr.file.write(
+        f"{dim}{time.strftime('%H:%M:%S')}{end} step  "
+        + f"{tenant_label(e.scope)}  {e.instance}  {e.step}".translate(_PRINTABLE)
+        + f"  attempt {e.attempt}  {e.duration_ms} ms  {green}ok{end}\n"
+    )
+
+
 def _step_line(kind: str, payload: Any) -> None:
+    if kind == "step" and payload.ok:
+        _step_ok(payload)
+        return
     now = f"[dim]{time.strftime('%H:%M:%S')}[/]"
     if kind == "step":
         e: StepEvent = payload

@@ -18,14 +18,16 @@ import socket
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dynwf import sandbox
-from dynwf.dispatch import _protocol
+from dynwf.dispatch import _protocol, _template
 from dynwf.dispatch._doorbell import Doorbell
+from dynwf.dispatch._template import ForkedProcess, Template
 from dynwf.dispatch._wire import Connection, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
@@ -34,6 +36,12 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 # the engine removes when the isolate exits; ``sweep_stale`` removes those of dead engines.
 ROOT_PREFIX = "dynwf-isolate-"
 _reapers: dict[int, asyncio.Task[None]] = {}  # pid -> removes its folder when it exits
+# An isolate's process: forked from the template (Linux), or a fresh interpreter.
+Process = ForkedProcess | asyncio.subprocess.Process
+_spawn_said = False  # the fallback to fresh interpreters is logged once per process
+# Spare isolates kept forked ahead (``IsolatePool.warm``): each is a few MB of pages
+# not shared with the template. One fresh interpreter is kept when not forking.
+FORKED_SPARES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +75,7 @@ class Isolate:
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: Process,
         conn: Connection,
         handler: Handler,
         fast: FastHandler | None = None,
@@ -164,28 +172,34 @@ class Isolate:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
-    async def close(self) -> None:
+    async def close(self, *, wait: bool = True) -> None:
+        """Stop the process; ``wait=False`` does not wait for it to exit (an eviction:
+        a SIGKILLed process frees its memory without the engine watching)."""
         self.closing = True
         if self.alive:
             self.kill("evicted", quiet=True)
         await self.conn.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), 5)
+        if wait:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5)
         bell, self.conn.doorbell = self.conn.doorbell, None
         if bell is not None:
             bell.close()
 
 
 # A started isolate process, the engine's end of its message socket, its doorbell.
-Booted = tuple[asyncio.subprocess.Process, socket.socket, Doorbell | None]
+Booted = tuple[Process, socket.socket, Doorbell | None]
 
 
-async def spawn(limits: IsolateLimits) -> Booted:
-    """Start an isolate process; it boots and waits for a ``load`` message."""
+async def spawn(limits: IsolateLimits, template: Template | None = None) -> Booted:
+    """Start an isolate process, forked from ``template`` if given, else a fresh
+    interpreter; it boots and waits for a ``load`` message."""
     ours, theirs = socket.socketpair()
     made = Doorbell.create()
     bell, bell_fd = made if made is not None else (None, None)
-    root = tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-")
+    prefix = f"{ROOT_PREFIX}{os.getpid()}-"
+    # A forked isolate's folder is made by the template (``fork``), off this loop.
+    root = tempfile.mkdtemp(prefix=prefix) if template is None else ""
     # Under the sandbox the isolate starts without the engine's environment (secrets).
     base = sandbox.isolate_environ(os.environ) if sandbox.policy_from_env().on else os.environ
     env = {
@@ -197,23 +211,30 @@ async def spawn(limits: IsolateLimits) -> Booted:
     }
     if bell_fd is not None:
         env["DYNWF_ISOLATE_DOORBELL"] = str(bell_fd)
+    fds = [theirs.fileno()] if bell_fd is None else [theirs.fileno(), bell_fd]
+    proc: Process
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dynwf.dispatch._isolate_main",
-            stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),) if bell_fd is None else (theirs.fileno(), bell_fd),
-            env=env,
-            # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
-            # isolates itself, not every isolate at once with a traceback each.
-            start_new_session=True,
-        )
+        if template is not None:
+            proc = await template.fork(env, fds, prefix)
+            root = proc.root
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dynwf.dispatch._isolate_main",
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=fds,
+                env=env,
+                # Its own session: Ctrl-C in a terminal reaches the engine, which stops its
+                # isolates itself, not every isolate at once with a traceback each.
+                start_new_session=True,
+            )
     except BaseException:
         ours.close()
         if bell is not None:
             bell.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
         raise
     finally:
         theirs.close()
@@ -230,12 +251,14 @@ def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
         del _reapers[pid]
 
 
-async def _remove_on_exit(proc: asyncio.subprocess.Process, root: str) -> None:
-    """Remove an isolate's module folder once its process has exited, however it exits."""
+async def _remove_on_exit(proc: Process, root: str) -> None:
+    """Remove an isolate's module folder once its process has exited, however it exits
+    (a forked isolate's is gone already unless its template died first)."""
     try:
         await proc.wait()
     finally:  # also when the engine's loop shuts down without waiting for it
-        shutil.rmtree(root, ignore_errors=True)
+        if os.path.lexists(root):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 async def reap(pids: Collection[int]) -> None:
@@ -282,7 +305,11 @@ async def discard(booted: Booted) -> None:
 
 
 class IsolatePool:
-    """Starts isolates (keeping one warm spare), watches their CPU, evicts idle ones."""
+    """Starts isolates (keeping warm spares), watches their CPU, evicts idle ones.
+
+    On Linux every isolate is forked from one template process (``_template``),
+    started with the pool's first isolate; elsewhere each is a fresh interpreter.
+    """
 
     def __init__(
         self,
@@ -293,30 +320,41 @@ class IsolatePool:
     ) -> None:
         self.limits = limits
         self.idle_seconds = idle_seconds
-        self._spare: asyncio.Task[Booted] | None = None
+        self._spares: deque[asyncio.Task[Booted]] = deque()
         self._live: set[Isolate] = set()
+        self._started: set[int] = set()  # pids of the processes booted, for close() to reap
         self._watch: asyncio.Task[None] | None = None
         self._on_evict = on_evict
         self._closed = False
         self._booting = 0  # isolate processes starting now
         self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         self._crowded = False  # at the last watchdog tick, more runnable threads than cores
+        self._template: Template | None = None
+        self._template_lock = asyncio.Lock()
+        self.fork = _template.available()
         if (swept := sweep_stale()) > 0:
             log.info("removed %d isolate folder(s) left by an engine that was killed", swept)
 
     def warm(self, delay: float = 0.0) -> None:
-        """Boot a spare isolate (after ``delay`` s), so the next cold load does not pay for it."""
+        """Boot spare isolates (after ``delay`` s), so the next cold loads do not pay for it.
+
+        Forked, ``FORKED_SPARES`` of them (a fresh interpreter takes a core for ~0.1 s:
+        then one). The loader asks after a cold load with a delay, so that neither a
+        boot nor a forked spare's ``warm_up`` competes with the tenant's import and
+        first step for the CPU.
+        """
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, self.warm)
-        elif self._spare is None and not self._closed:
-            self._spare = asyncio.create_task(self._boot())
+            return
+        while len(self._spares) < (FORKED_SPARES if self.fork else 1) and not self._closed:
+            self._spares.append(asyncio.create_task(self._boot()))
 
     async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
-        # Claim the spare before awaiting it, so concurrent loads never share a process.
-        # The next spare is booted by ``warm()`` shortly after this load is done (the
-        # loader calls it): booting an interpreter now would compete for the CPU with
-        # the tenant's import and its first step.
-        spare, self._spare = self._spare, None
+        # Claim a spare before awaiting it, so concurrent loads never share a process.
+        # The next spares are started by ``warm()`` shortly after this load is done (the
+        # loader calls it): starting one now would compete for the CPU with the
+        # tenant's import and its first step.
+        spare = self._spares.popleft() if self._spares else None
         booted = await spare if spare is not None else None
         if booted is not None and booted[0].returncode is not None:
             log.info("the spare isolate (pid %s) had exited; starting another", booted[0].pid)
@@ -331,9 +369,31 @@ class IsolatePool:
     async def _boot(self) -> Booted:
         self._booting += 1
         try:
-            return await spawn(self.limits)
+            booted = await spawn(self.limits, await self._template_ready())
         finally:
             self._booting -= 1
+        self._started.add(booted[0].pid)
+        return booted
+
+    async def _template_ready(self) -> Template | None:
+        """The running template to fork from (started now if none runs); None off Linux."""
+        if not self.fork:
+            global _spawn_said
+            if not _spawn_said:
+                _spawn_said = True
+                log.warning(
+                    "isolates start as fresh interpreters (about 90 ms each, not a "
+                    "millisecond): forking them from a template process needs Linux"
+                )
+            return None
+        async with self._template_lock:
+            if self._closed:
+                raise _template.TemplateError("the isolate pool is closed")
+            if self._template is None or not self._template.alive:
+                if self._template is not None:
+                    await self._template.close()
+                self._template = await Template.start()
+            return self._template
 
     @property
     def idle_core(self) -> bool:
@@ -370,15 +430,22 @@ class IsolatePool:
 
     async def close(self) -> None:
         self._closed = True
-        stopped = {iso.pid for iso in self._live}
+        stopped = {iso.pid for iso in self._live} | self._started
         for iso in list(self._live):
             await iso.close()
         self._live.clear()
-        if self._spare is not None:
-            booted = await self._spare
-            stopped.add(booted[0].pid)
-            await discard(booted)
-            self._spare = None
+        while self._spares:
+            try:
+                booted: Booted | None = await self._spares.popleft()
+            except Exception:  # it never booted (the template failed): nothing to stop
+                booted = None
+            if booted is not None:
+                stopped.add(booted[0].pid)
+                await discard(booted)
         if self._watch is not None:
             self._watch.cancel()
+        async with self._template_lock:
+            if self._template is not None:
+                await self._template.close()
+                self._template = None
         await reap(stopped)

@@ -1,18 +1,21 @@
 """The isolate process: one tenant's loaded worker, driven by the engine over stdin/stdout.
 
-Started as ``python -m dynwf.dispatch._isolate_main``; it waits, already booted, for a
-``load`` message (so a cold dispatch costs a module import, not an interpreter start),
-then serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``.
+Forked from the template process (``_template_main``) on Linux, else started as
+``python -m dynwf.dispatch._isolate_main``; it waits, already booted, for a ``load``
+message (so a cold dispatch costs a module import, not an interpreter start), then
+serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import os
 import resource
+import shutil
 import socket
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dynwf import sandbox
+from dynwf._lifetime import die_with_parent
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine import (
@@ -277,29 +281,37 @@ class Worker:
         return {"status": response.status, "headers": response.headers, "body": response.body.hex()}
 
 
-def _die_with_parent() -> None:
-    # The isolate runs in its own session (so Ctrl-C does not hit it); if the engine
-    # is killed outright, a tenant stuck in a CPU loop would never read the EOF on its
-    # pipe, so on Linux ask the kernel to kill it with its parent.
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-            parent = os.environ.get("DYNWF_ISOLATE_PARENT")
-            if parent and os.getppid() != int(parent):  # it died before prctl took effect
-                os._exit(0)
+# Modules a tenant's code commonly imports that are no part of this module's own imports:
+# the template process imports them once, so no forked isolate pays for them.
+TENANT_IMPORTS = ("js", "pyodide.ffi", "workers.workflows", "dataclasses", "enum", "typing")
 
 
-def enter_sandbox(root: Path) -> sandbox.Policy:
+def prepare_template() -> None:
+    """Prepare the template: what every isolate needs before its tenant, done once.
+
+    In the fork server (``_template_main``) this runs once, in the template process,
+    before it forks any isolate; in the spawn path (non-Linux) each isolate runs it
+    itself at start. Process-wide setup that is the same for every tenant belongs here;
+    what is per isolate (its limits, its socket, its tenant) belongs to ``main``.
+    """
+    install()
+    # A tenant's modules live in a folder removed when its isolate exits: compiled
+    # files written next to them would never be read again.
+    sys.dont_write_bytecode = True
+    for name in TENANT_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    _event_loop().close()  # imports uvloop; the loop itself is made per isolate
+
+
+def enter_sandbox(root: Path, *, forked: bool = False) -> sandbox.Policy:
     """Put this isolate in the sandbox, before any tenant code is imported.
 
     The one place an isolate process confines itself: ``confine_shared`` (namespaces,
     ``no_new_privs``, the environment emptied) then ``confine_isolate`` (Landlock view of
     the runtime, ``root`` and the allowed folders; seccomp; rlimits). A fork server's
-    template may run ``confine_shared`` once before forking; each isolate still runs
+    template runs ``confine_shared`` once before forking (``forked``: this isolate is one of
+    its children, so only ``confine_isolate`` is left); each isolate runs
     ``confine_isolate`` itself, as its pid and modules folder are its own. Call with every
     file descriptor the isolate needs already open and the environment already read,
     and before the event loop is made (uvloop would set up an io_uring the sandbox refuses).
@@ -307,7 +319,8 @@ def enter_sandbox(root: Path) -> sandbox.Policy:
     so at start); under ``auto`` the engine's start-up notice named what is off.
     """
     policy = sandbox.policy_from_env()
-    sandbox.confine_shared(policy)
+    if not forked:
+        sandbox.confine_shared(policy)
     sandbox.confine_isolate(policy, root)
     return policy
 
@@ -322,10 +335,17 @@ class _Boot:
     policy: sandbox.Policy
 
 
-def _boot() -> _Boot:
+def _boot(*, forked: bool = False) -> _Boot:
     """Everything before the event loop: limits, descriptors, the sandbox. The loop is
-    made afterwards, so uvloop finds no io_uring to set up (the sandbox refuses it)."""
-    _die_with_parent()
+    made afterwards, so uvloop finds no io_uring to set up (the sandbox refuses it).
+
+    A spawned isolate and one forked from the template both start here, with their
+    settings in ``DYNWF_ISOLATE_*`` environment variables."""
+    # Its own session (so Ctrl-C does not hit it); if the engine is killed outright, a
+    # tenant stuck in a CPU loop would never read the EOF on its socket.
+    parent = os.environ.get("DYNWF_ISOLATE_PARENT")
+    if parent:
+        die_with_parent(int(parent))
     install()
     limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
     if limit_mb:
@@ -341,7 +361,7 @@ def _boot() -> _Boot:
     # engine's stdout may be a report or JSON (``dynwf run --json``).
     os.dup2(2, 1)
     sys.stdout = sys.stderr  # and as promptly as stderr (line-buffered, not block-buffered)
-    return _Boot(sock, doorbell, root, enter_sandbox(root))
+    return _Boot(sock, doorbell, root, enter_sandbox(root, forked=forked))
 
 
 async def main(boot: _Boot) -> None:
@@ -370,7 +390,93 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-if __name__ == "__main__":
-    booted = _boot()
+# A module shaped like a tenant's, imported and run once by a forked isolate before it
+# takes a tenant (``warm_up``).
+WARM_UP_MODULE = """
+import json
+
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+
+
+class WarmUpWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do("first")
+        async def first():
+            return json.dumps(event["payload"])
+
+        return {"first": await first()}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response("warm")
+"""
+
+
+async def _warm_up_engine(msg: dict[str, Any]) -> Any:
+    """The engine's side of a warm-up pass: every step runs once and is done."""
+    if msg.get("method") == "do_begin":
+        frozen = {"retries": {"limit": 0, "delay": 0, "backoff": "constant"}, "timeout": 60_000}
+        return ["run", 1, frozen, 60_000]
+    if msg.get("method") == "do_end":
+        return ["done", msg["args"][3]]
+    return None
+
+
+async def warm_up(where: Path) -> None:
+    """Load and run a tenant-shaped module once, as the engine would have this isolate do,
+    over a socket pair inside this process, in a folder removed afterwards.
+
+    A forked isolate shares the template's memory until it writes to it, and each first
+    write to a page is a page fault that copies it (tens of µs each on a VM): loading a
+    tenant and running its first pass writes some 400 pages. A spare does that here,
+    while it waits, instead of on the cold tenant's first step. What fails here only
+    costs the warm-up.
+    """
+    folder = where / ".warm-up"
+    ours, theirs = socket.socketpair()
+    worker = Worker(folder, sandbox.Policy("off"))  # what it loads is dynwf's own module
+    try:
+        folder.mkdir()
+        engine = await Connection.open(theirs, _warm_up_engine)
+        worker.conn = await Connection.open(ours, worker.handle)
+        code = {"mainModule": "_dynwf_warm_up.py", "modules": {"_dynwf_warm_up.py": WARM_UP_MODULE}}
+        await engine.request({"op": "load", "code": code, "bindings": []})
+        event = {"payload": {"k": 1}, "timestamp": "2026-04-01T00:00:00", "instanceId": "w"}
+        await engine.request({"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event})
+        request = {"url": "http://localhost/", "method": "GET", "headers": {}, "body": ""}
+        await engine.request({"op": "fetch", "cls": None, "request": request})
+        await engine.close()
+        await worker.conn.close()
+        for _ in range(3):  # the transports' connection_lost callbacks run
+            await asyncio.sleep(0)
+    except Exception:  # an optimisation, never a reason to fail
+        pass
+    finally:
+        ours.close()
+        theirs.close()
+        sys.modules.pop("_dynwf_warm_up", None)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        importlib.invalidate_caches()
+        del worker
+        gc.collect()  # nothing of the warm-up is left for the tenant's code to find
+
+
+def serve(forked: bool = False) -> None:
+    """Run this isolate until the engine closes its socket (``main`` on a fresh loop).
+    ``forked``: a child of the template, which ran ``confine_shared`` already; it first
+    runs ``warm_up`` in its module folder (no tenant code: before its own sandbox)."""
+    root = os.environ.get("DYNWF_ISOLATE_ROOT")
+    if forked and root:
+        with asyncio.Runner(loop_factory=_event_loop) as runner:
+            runner.run(warm_up(Path(root)))
+    booted = _boot(forked=forked)
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         runner.run(main(booted))
+
+
+if __name__ == "__main__":
+    prepare_template()
+    serve()

@@ -54,6 +54,10 @@ ANSWER_SPIN_S = 0.0003
 # replaced. A free event loop answers in well under a millisecond; this leaves room for
 # a busy machine, since a wrong kill costs the tenant's other passes their attempts.
 BLOCKED_GRACE_S = 1.0
+# Cold loads that may hold a new isolate process while they wait for a slot: enough for
+# the template to fork the next ones while the engine loads one, few enough that a burst
+# of new tenants does not start a process per tenant at once.
+STARTING = 4
 # How many times a request's load of a tenant's code may be cut by an LRU eviction.
 FETCH_LOAD_TRIES = 5
 
@@ -139,6 +143,7 @@ class WorkerLoader:
         self._gateway = Gateway(lambda: self.platform)  # the workers' outbound fetch calls
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
+        self._starting = asyncio.Semaphore(STARTING)
         self._background: set[asyncio.Task[None]] = set()
         # The platform worker this binding belongs to: (env, main module getter), set
         # around callbacks so the dispatcher's code sees its own env and exports.
@@ -403,10 +408,17 @@ class WorkerStub:
 
     async def _load(self, code: dict[str, Any], plain: dict[str, Any]) -> Isolate:
         """Start an isolate and load the code in it; ``ConnectionLost`` if the process exits."""
-        async with self.loader._slots:
-            await self.loader._make_room()
+        # A process first (forked ahead, up to STARTING at once, so the template forks
+        # the next tenants' while this one waits for its slot), then the slot.
+        async with self.loader._starting:
             iso = await self.loader._pool.start(self._serve, self._serve_now)
-            self._isolate = iso  # holds the slot while the code loads
+            try:
+                async with self.loader._slots:
+                    await self.loader._make_room()
+                    self._isolate = iso  # holds the slot while the code loads
+            except BaseException:  # cancelled while waiting: the process is nobody's
+                await iso.close(wait=False)
+                raise
         iso.worker, iso.bindings = self.id, frozenset(self._bindings)
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
@@ -438,7 +450,7 @@ class WorkerStub:
     async def unload(self) -> None:
         iso, self._isolate, self._module = self._isolate, None, None
         if iso is not None:
-            await iso.close()
+            await iso.close(wait=False)  # the pool's close waits for every process
 
     def _outbound_channel(self) -> Channel:
         """Where this worker's ``fetch`` calls go: the loader's gateway, as its

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dynwf._lifetime import die_with_parent
 from dynwf.dispatch import scope_of
 from dynwf.dispatch._api import show_deprecations, tenant_binding
 from dynwf.engine import (
@@ -58,25 +59,6 @@ class _Markers:
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this process when ``parent`` (the supervisor) dies.
-
-    The same request the isolates make of their engine (dynwf.dispatch). If the
-    parent is already gone when the request takes effect, die now.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        _die()
 
 
 class _Progress:

@@ -1,0 +1,188 @@
+"""The fork server: isolates forked from one pre-imported template process, which dies
+with the engine (and its isolates with it), is replaced when it dies, and is not used
+where fork is unavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynwf.dispatch import _isolate, _template
+from dynwf.project import Project
+from dynwf.workers import Request
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project_two_tenants"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not _template.available(), reason="the fork server needs Linux"),
+]
+
+# A tenant that answers with facts about its own process.
+PROBE = """
+import os
+
+from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(f"{os.getpid()} {os.getppid()} {os.getsid(0)}")
+"""
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``check`` (a hang guard, not a timing assertion)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "platform"
+    shutil.copytree(FIXTURE, root)
+    for tenant in ("probe", "probe2"):
+        (root / "tenants" / tenant).mkdir()
+        (root / "tenants" / tenant / "worker.py").write_text(PROBE)
+    return root
+
+
+@pytest.fixture
+async def make_project(project_dir: Path) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Project] = []
+
+    async def make() -> Project:
+        p = Project.load(project_dir)
+        await p.start()
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        await p.stop()
+
+
+async def probe(p: Project, tenant: str) -> tuple[int, int, int]:
+    r = await asyncio.wait_for(p.fetch(Request(f"http://localhost/{tenant}/")), 60)
+    assert r.status == 200, r.body
+    pid, ppid, sid = (int(v) for v in r.body.decode().split())
+    return pid, ppid, sid
+
+
+async def test_fork_every_isolate_is_a_child_of_one_template_child_of_the_engine(
+    make_project: Any,
+) -> None:
+    p = await make_project()
+    one, two = await probe(p, "probe"), await probe(p, "probe2")
+    template = p.loaders["LOADER"]._pool._template
+    assert template is not None
+    assert one[1] == two[1] == template.proc.pid  # both forked by the same template
+    assert parent_of(template.proc.pid) == os.getpid()  # which the engine started
+    assert one[0] != two[0]
+    assert one[2] == one[0] and two[2] == two[0]  # each in its own session, as spawned
+
+
+async def test_fork_template_killed_is_replaced_and_tenants_are_served_again(
+    make_project: Any,
+) -> None:
+    p = await make_project()
+    pid, template_pid, _ = await probe(p, "probe")
+    os.kill(template_pid, signal.SIGKILL)
+    await until(lambda: not running(pid), "the isolate to die with its template")
+    again, new_template, _ = await probe(p, "probe")
+    assert again != pid and new_template != template_pid
+    assert parent_of(new_template) == os.getpid()
+
+
+async def test_fork_pool_close_stops_the_template_and_every_isolate(make_project: Any) -> None:
+    p = await make_project()
+    pid, template_pid, _ = await probe(p, "probe")
+    pool = p.loaders["LOADER"]._pool
+    await until(lambda: bool(pool._spares) and all(t.done() for t in pool._spares), "spares")
+    spares = [t.result()[0].pid for t in pool._spares]
+    await p.stop()
+    for gone in (pid, template_pid, *spares):
+        await until(lambda gone=gone: not running(gone), f"process {gone} to exit")
+
+
+ENGINE = """
+import asyncio, os, sys
+from dynwf.project import Project
+from dynwf.workers import Request
+
+
+async def main():
+    p = Project.load(sys.argv[1])
+    await p.start()
+    r = await p.fetch(Request("http://localhost/probe/"))
+    print(r.body.decode(), flush=True)
+    await asyncio.sleep(600)
+
+
+asyncio.run(main())
+"""
+
+
+async def test_fork_engine_killed_outright_takes_its_template_and_isolates_down(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "DYNWF_PERSIST_TO": str(tmp_path / "state")}
+    engine = subprocess.Popen(
+        [sys.executable, "-c", ENGINE, str(project_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    try:
+        assert engine.stdout is not None
+        pid, template_pid, _ = (int(v) for v in engine.stdout.readline().split())
+        assert parent_of(template_pid) == engine.pid
+    finally:
+        engine.kill()
+        engine.wait(timeout=60)
+        if engine.stdout is not None:
+            engine.stdout.close()
+    await until(lambda: not running(template_pid), "the template to die with the engine")
+    await until(lambda: not running(pid), "the isolate to die with the template")
+
+
+async def test_fork_unavailable_spawns_interpreters_and_says_so_once(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dynwf.dispatch")
+    monkeypatch.setattr(_template, "available", lambda: False)
+    monkeypatch.setattr(_isolate, "_spawn_said", False)
+    first, second = await make_project(), await make_project()
+    for p in (first, second):
+        pid, ppid, sid = await probe(p, "probe")
+        assert ppid == os.getpid() and sid == pid  # a fresh interpreter, in its own session
+        assert p.loaders["LOADER"]._pool._template is None
+    said = [r for r in caplog.records if "need" in r.getMessage() and "Linux" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in caplog.records]
