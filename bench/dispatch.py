@@ -163,7 +163,7 @@ WORKER = """\
 import json
 import time
 
-from workers import Response, WorkerEntrypoint, WorkflowEntrypoint
+from workers import Response, WorkerEntrypoint, WorkflowEntrypoint, python_from_rpc
 
 VERSION = {version}
 
@@ -189,9 +189,9 @@ class Default(WorkerEntrypoint):
         action = path.split("/")[2] if path.count("/") >= 2 else ""
         if action == "create":  # /<tenant>/create?steps=N: start an instance, answer its id
             inst = await self.env.WORKFLOWS.create({{"params": {{"steps": int(query[6:])}}}})
-            return Response(inst.id)
+            return Response(inst["id"])
         if action == "status":  # /<tenant>/status?id=X: its status, as JSON
-            st = await (await self.env.WORKFLOWS.get(query[3:])).status()
+            st = python_from_rpc(await (await self.env.WORKFLOWS.get(query[3:]))["status"]())
             return Response(json.dumps({{"status": st["status"]}}))
         return Response(str(VERSION))
 """
