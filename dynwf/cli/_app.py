@@ -73,6 +73,23 @@ def fail(message: str, *, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE|DIR",
+        help="wrangler.toml/.jsonc/.json or its directory.",
+    ),
+]
+AcceptDataLossOption = Annotated[
+    bool,
+    typer.Option(
+        "--accept-data-loss",
+        help="Open a journal that lacks facts its last writer committed "
+        "(a lost .wal) instead of refusing it.",
+    ),
+]
 SandboxOption = Annotated[
     str | None,
     typer.Option(

@@ -13,6 +13,8 @@ import typer
 from rich.markup import escape
 
 from dynwf.cli._app import (
+    AcceptDataLossOption,
+    ConfigOption,
     SandboxAllowOption,
     SandboxOption,
     app,
@@ -215,15 +217,7 @@ class _RequestLog(logging.Handler):
 
 @app.command(epilog=_EXAMPLES)
 def dev(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE|DIR",
-            help="wrangler.toml/.jsonc/.json or its directory.",
-        ),
-    ] = Path("."),
+    config: ConfigOption = Path("."),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8787,
     persist_to: Annotated[
@@ -254,14 +248,7 @@ def dev(
         ),
     ] = False,
     no_reload: Annotated[bool, typer.Option("--no-reload", help="Do not watch files.")] = False,
-    accept_data_loss: Annotated[
-        bool,
-        typer.Option(
-            "--accept-data-loss",
-            help="Open a journal that lacks facts its last writer committed "
-            "(a lost .wal) instead of refusing it.",
-        ),
-    ] = False,
+    accept_data_loss: AcceptDataLossOption = False,
     sandbox_mode: SandboxOption = None,
     sandbox_allow: SandboxAllowOption = None,
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from dynwf.cli._app import app, config_failure, fail, json_input, stdout
+from dynwf.cli._app import ConfigOption, app, config_failure, fail, json_input, stdout
 from dynwf.cli._inspect import (
     JsonOpt,
     LimitOpt,
@@ -400,15 +400,7 @@ def create(
             help="Workflow name or binding. Default: the project's only one.",
         ),
     ] = None,
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE|DIR",
-            help="wrangler.toml/.jsonc/.json or its directory.",
-        ),
-    ] = Path("."),
+    config: ConfigOption = Path("."),
     persist_to: PersistTo = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from dynwf.cli._app import (
+    AcceptDataLossOption,
+    ConfigOption,
     SandboxAllowOption,
     SandboxOption,
     app,
@@ -257,15 +259,7 @@ def run(
             help="Wait out sleeps and retry delays up to this long.",
         ),
     ] = "30 seconds",
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE|DIR",
-            help="wrangler.toml/.jsonc/.json or its directory.",
-        ),
-    ] = Path("."),
+    config: ConfigOption = Path("."),
     persist_to: Annotated[
         Path | None,
         typer.Option(
@@ -275,14 +269,7 @@ def run(
     inline: Annotated[
         bool, typer.Option("--inline", help="Tenant code in the engine process (debuggers).")
     ] = False,
-    accept_data_loss: Annotated[
-        bool,
-        typer.Option(
-            "--accept-data-loss",
-            help="Open a journal that lacks facts its last writer committed "
-            "(a lost .wal) instead of refusing it.",
-        ),
-    ] = False,
+    accept_data_loss: AcceptDataLossOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object.")
     ] = False,
