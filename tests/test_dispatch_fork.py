@@ -186,3 +186,35 @@ async def test_fork_unavailable_spawns_interpreters_and_says_so_once(
         assert p.loaders["LOADER"]._pool._template is None
     said = [r for r in caplog.records if "need" in r.getMessage() and "Linux" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in caplog.records]
+
+
+async def test_fork_an_isolate_that_exits_at_once_is_still_seen_to_exit() -> None:
+    # The template's "forked" and "exited" for one isolate can arrive in one read, before
+    # the fork() that waits for the first runs again: the exit must not be lost, or
+    # stopping the pool waits for that isolate forever.
+    import json
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    template = _template.Template(proc, ours)
+    theirs.send(json.dumps({"ready": proc.pid}).encode())
+    a, b = socket.socketpair()
+    _fds: list[int] = []
+    try:
+        forking = asyncio.create_task(template.fork({}, [a.fileno()], "x"))
+        data, _fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, theirs, 65536, 2)
+        n = json.loads(data)["fork"]
+        theirs.send(json.dumps({"forked": n, "pid": 999_999_999, "root": "/nowhere"}).encode())
+        theirs.send(json.dumps({"exited": 999_999_999, "code": 3}).encode())
+        child = await forking
+        async with asyncio.timeout(30):  # a hang, not a speed: the exit is already known
+            assert await child.wait() == 3
+    finally:
+        for fd in _fds:
+            os.close(fd)
+        a.close()
+        b.close()
+        theirs.close()
+        await template.close()

@@ -147,7 +147,8 @@ class Isolate:
         if not self.alive:
             return True
         try:
-            await asyncio.wait_for(self.conn.request({"op": "ping"}), grace)
+            async with asyncio.timeout(grace):
+                await self.conn.request({"op": "ping"})
         except TimeoutError:
             return not self.alive
         except Exception:  # gone meanwhile, or answered with an error: it is not blocked
@@ -181,7 +182,8 @@ class Isolate:
         await self.conn.close()
         if wait:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 5)
+                async with asyncio.timeout(5):
+                    await self.proc.wait()
         bell, self.conn.doorbell = self.conn.doorbell, None
         if bell is not None:
             bell.close()

@@ -70,7 +70,7 @@ class Template:
         self.proc, self._sock = proc, sock
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
-        self._forks: dict[int, asyncio.Future[tuple[int, str]]] = {}
+        self._forks: dict[int, asyncio.Future[ForkedProcess]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._ready: asyncio.Future[int] = self._loop.create_future()
         self.closed = False
@@ -107,7 +107,8 @@ class Template:
             theirs.close()
         template = cls(proc, ours)
         try:
-            await asyncio.wait_for(asyncio.shield(template._ready), READY_TIMEOUT_S)
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await asyncio.shield(template._ready)
         except BaseException:
             await template.close()
             raise
@@ -125,7 +126,7 @@ class Template:
         if not self.alive:
             raise TemplateError("the isolates' template process is not running")
         n = next(self._ids)
-        waiter: asyncio.Future[tuple[int, str]] = self._loop.create_future()
+        waiter: asyncio.Future[ForkedProcess] = self._loop.create_future()
         self._forks[n] = waiter
         request = {"fork": n, "env": env, "root_prefix": root_prefix, "root_dir": gettempdir()}
         data = json.dumps(request).encode()
@@ -138,11 +139,10 @@ class Template:
                     await asyncio.sleep(0.001)
                 except OSError as exc:
                     raise TemplateError(f"the isolates' template process went away: {exc}") from exc
-            pid, root = await asyncio.wait_for(asyncio.shield(waiter), FORK_TIMEOUT_S)
+            async with asyncio.timeout(FORK_TIMEOUT_S):
+                child = await asyncio.shield(waiter)
         finally:
             self._forks.pop(n, None)
-        child = ForkedProcess(pid, root)
-        self._children[pid] = child
         return child
 
     def _readable(self) -> None:
@@ -167,7 +167,10 @@ class Template:
             waiter = self._forks.get(msg["forked"])
             if waiter is not None and not waiter.done():
                 if "pid" in msg:
-                    waiter.set_result((msg["pid"], msg["root"]))
+                    # Known from here on: its "exited" may come in this very read, before
+                    # the fork() waiting for it runs again.
+                    child = self._children[msg["pid"]] = ForkedProcess(msg["pid"], msg["root"])
+                    waiter.set_result(child)
                 else:
                     waiter.set_exception(TemplateError(f"forking an isolate: {msg.get('error')}"))
         elif "ready" in msg and not self._ready.done():
@@ -200,4 +203,5 @@ class Template:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), 5)
+            async with asyncio.timeout(5):
+                await self.proc.wait()

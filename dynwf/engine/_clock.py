@@ -28,8 +28,11 @@ class SystemClock:
         if delay_ms is None:
             await changed.wait()
             return
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+        # just after ``changed`` is set, and the engine's timer loop then outlives stop().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), max(delay_ms, 0) / 1000)
+            async with asyncio.timeout(max(delay_ms, 0) / 1000):
+                await changed.wait()
 
 
 class ManualClock:

@@ -330,7 +330,8 @@ class Engine:
 
     async def wait_until_idle(self, timeout: float | None = None) -> None:
         """Return when no pass runs or is due (waiting instances do not count)."""
-        await asyncio.wait_for(self.scheduler.wait_until_idle(), timeout)
+        async with asyncio.timeout(timeout):
+            await self.scheduler.wait_until_idle()
         if self.fatal is not None:
             raise self.fatal
 
