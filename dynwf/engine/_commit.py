@@ -22,13 +22,17 @@ from typing import Any
 
 from dynwf.engine._clock import Clock
 from dynwf.engine._model import InstanceState
-from dynwf.errors import JournalCommitError
+from dynwf.errors import JournalCommitError, JournalError
 from dynwf.journal import Journal, Row, encode
 
 log = logging.getLogger("dynwf.engine")
 # How long a step's result may wait for the next step's attempt fact to share its
 # commit (see GroupCommit.record). Never longer than this, and never past the next callback.
 LAZY_COMMIT_S = 0.005
+# How long committed facts may wait in the journal's tail before they are loaded into
+# DuckDB (``Journal.load``): a batch a few times a second costs little, an INSERT per
+# commit would cost more than a step.
+LOAD_DELAY_S = 0.05
 
 
 class GroupCommit:
@@ -55,6 +59,7 @@ class GroupCommit:
         # later, so the next step's attempt fact shares its commit (see ``record``).
         self._flush_handle: asyncio.Handle | None = None
         self._flush_lazy = False
+        self._load_handle: asyncio.TimerHandle | None = None
         # durable() waiters of a frozen engine (a simulated crash), cancelled by it
         self._dead_waiters: list[asyncio.Future[None]] = []
 
@@ -121,11 +126,27 @@ class GroupCommit:
                 self.journal.append(rows)
             except BaseException as exc:
                 error = self._fail_stop(exc)
+            else:
+                if self._load_handle is None:
+                    self._load_handle = asyncio.get_running_loop().call_later(
+                        LOAD_DELAY_S, self._load
+                    )
         for callback in callbacks:
             try:
                 callback(error)
             except Exception:
                 log.exception("a commit callback failed")
+
+    def _load(self) -> None:
+        """Load the journal's tail into DuckDB (see ``Journal.load``); a failure stops the
+        engine as a failed commit does (the facts stay safe in the tail)."""
+        self._load_handle = None
+        if self.journal is None or self.fatal is not None or self.frozen:
+            return
+        try:
+            self.journal.load()
+        except JournalError as exc:
+            self._fail_stop(exc)
 
     def _fail_stop(self, exc: BaseException) -> JournalCommitError:
         """Stop after a failed commit: nothing recorded from now on reaches the journal
