@@ -537,7 +537,7 @@ class FactTail:
 
     def write(self, rows: Sequence[Row]) -> None:
         assert self._fd is not None
-        line = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        line = json.dumps(rows, separators=(",", ":")).encode() + b"\n"
         view = memoryview(line)
         while view:
             # A short write (a full disk, a file size limit) is retried, which raises
