@@ -87,7 +87,7 @@ AcceptDataLossOption = Annotated[
     typer.Option(
         "--accept-data-loss",
         help="Open a journal that lacks facts its last writer committed "
-        "(a lost .wal) instead of refusing it.",
+        "(a lost .wal or .tail) instead of refusing it.",
     ),
 ]
 SandboxOption = Annotated[

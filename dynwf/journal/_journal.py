@@ -214,7 +214,8 @@ class Journal:
         cause = " ".join(str(exc).split())
         return JournalError(
             f"{doing} the journal {self.path}: it is damaged or not a DuckDB file ({cause}): "
-            f"move {self.path} (and any {_name(self.path, '.wal')}) aside to keep it, then "
+            f"move {self.path} (and any {_name(self.path, '.wal')} and "
+            f"{_name(self.path, FactTail.SUFFIX)}) aside to keep it, then "
             "start with a fresh state directory, or restore it from a backup"
         )
 
@@ -569,8 +570,9 @@ class WriterMark:
     place after every commit (one ``pwrite`` of a fixed-width line, a few µs, into the
     page cache like the commit itself). A writer that dies leaves it behind; the next
     open then checks that the journal holds every fact up to that seq. DuckDB
-    replays its ``.wal`` on open, so a kill loses nothing and passes; a ``.wal``
-    that was lost (all facts since the last checkpoint live only there) does not.
+    replays its ``.wal`` and the journal loads its tail on open, so a kill loses
+    nothing and passes; a lost ``.wal`` (all facts loaded since the last checkpoint
+    live only there) or a lost tail does not.
     The writer holds DuckDB's lock on the journal, so only one process writes here.
     """
 
