@@ -188,6 +188,20 @@ async def test_wire_error_reply_raises_and_peer_exit_fails_pending(peer: Peer) -
     assert conn.closed.done()
 
 
+async def test_wire_peer_closed_is_seen_before_the_loop_reads_the_end(peer: Peer) -> None:
+    # An isolate that died since the loop last looked: a request must not be sent to it
+    # as if it were alive (the loader asks ``alive`` first, and starts a new one).
+    conn = await peer.open()
+    peer.raw.sendall(frame({"op": "ping-less", "n": 1}))
+    await until(lambda: len(peer.seen) == 1)
+    assert not conn.peer_closed()  # open, nothing unread
+    peer.raw.close()
+    assert conn.peer_closed()  # with no loop turn in between
+    assert not conn.closed.done()  # the loop itself has not seen it yet
+    await until(lambda: conn.closed.done())
+    assert conn.peer_closed()
+
+
 # -- the doorbell -----------------------------------------------------------------------
 RINGER = textwrap.dedent(
     """

@@ -128,7 +128,7 @@ class Isolate:
 
     @property
     def alive(self) -> bool:
-        return not self.conn.closed.done() and self.proc.returncode is None
+        return self.proc.returncode is None and not self.conn.peer_closed()
 
     def attempt_started(self, token: str) -> None:
         self.attempts[token] = None

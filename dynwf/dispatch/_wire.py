@@ -68,6 +68,7 @@ class Connection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None  # the socket ``open`` was given
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Spinning for the peer's next message (``expect``): the peer's write count when
         # we last wrote, when that was, and how long the peer then took to write back.
@@ -86,7 +87,22 @@ class Connection(asyncio.Protocol):
         """Serve a connected stream socket (one end of a ``socket.socketpair()``)."""
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_unix_connection(lambda: cls(handler, fast), sock=sock)
+        conn._sock = sock
         return conn
+
+    def peer_closed(self) -> bool:
+        """Whether the other side has closed its end, asked of the socket now: a process
+        that died since the loop last looked is seen before a message is sent to it."""
+        if self.closed.done():
+            return True
+        if self._sock is None:
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False  # open, nothing to read
+        except OSError:
+            return True
 
     # -- sending ----------------------------------------------------------------------
     def _queue(self, msg: dict[str, Any]) -> None:
