@@ -310,6 +310,17 @@ CASES: list[tuple[str, str, str, str]] = [
         '    await instance["pause"]()\n',
     ),
     (
+        "tenant-binding-method",
+        "tenant",
+        "async def start(env, ids):\n"
+        '    await env.WORKFLOWS.create_batch([{"id": i} for i in ids])  # <-\n'
+        '    await env.WORKFLOWS.createBatch({"count": 2})  # <-\n'
+        "    await env.WORKFLOWS.deleteBatch(ids)  # <-\n",
+        "async def start(env, ids):\n"
+        '    await env.WORKFLOWS.createBatch([{"id": i} for i in ids])\n'
+        "    await env.CACHE.delete(ids[0])\n",
+    ),
+    (
         "instance-handle-result",
         "tenant",
         "async def status(env, order_id):\n"

@@ -516,6 +516,11 @@ class _Visitor(ast.NodeVisitor):
             self._loader_get(node)
         elif method == "create":
             self._instance_id(node)
+        elif _is_env_binding(owner) and (
+            method in _NOT_TENANT_BINDING_METHODS
+            or (method == "createBatch" and node.args and isinstance(node.args[0], ast.Dict))
+        ):
+            self.hit("tenant-binding-method", node)
 
     def _is_loader(self, node: ast.AST) -> bool:
         if not isinstance(node, ast.Attribute):
@@ -645,19 +650,30 @@ def _is_js_object(node: ast.AST | None) -> bool:
     return True
 
 
+# Workflow binding methods a tenant's env.WORKFLOWS (DynamicWorkflowBinding) lacks; `delete`
+# is left out: a KV namespace binding has one.
+_NOT_TENANT_BINDING_METHODS = frozenset({"create_batch", "delete_batch", "deleteBatch"})
+
+
+def _is_env_binding(node: ast.AST) -> bool:
+    """``env.X`` or ``<something>.env.X``."""
+    if not isinstance(node, ast.Attribute):
+        return False
+    owner = node.value
+    return (isinstance(owner, ast.Name) and owner.id == "env") or (
+        isinstance(owner, ast.Attribute) and owner.attr == "env"
+    )
+
+
 def _is_instance_lookup(node: ast.AST) -> bool:
     """``await <something>.env.X.create(...)`` / ``.get(...)``: an instance handle."""
     if not isinstance(node, ast.Await) or not isinstance(node.value, ast.Call):
         return False
     func = node.value.func
-    if not isinstance(func, ast.Attribute) or func.attr not in {"create", "get"}:
-        return False
-    binding = func.value
-    if not isinstance(binding, ast.Attribute):
-        return False
-    owner = binding.value
-    return (isinstance(owner, ast.Name) and owner.id == "env") or (
-        isinstance(owner, ast.Attribute) and owner.attr == "env"
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr in {"create", "get"}
+        and _is_env_binding(func.value)
     )
 
 

@@ -322,6 +322,17 @@ _RULES = (
         "dict_converter=Object.fromEntries))`",
     ),
     Rule(
+        "tenant-binding-method",
+        "error",
+        "tenant",
+        "`{detail}`: a tenant's env.WORKFLOWS on Cloudflare is the dispatcher's "
+        "DynamicWorkflowBinding, which has only create, createBatch (a list of {{id?, params?}}) "
+        "and get; deleting and the {{count}}/{{instances}} forms of createBatch are the "
+        "platform's own binding's",
+        '`await env.WORKFLOWS.createBatch([{"id": a}, {"id": b}])`; delete from the '
+        "dispatcher (its own Workflow binding), the REST API or `dynwf instances delete`",
+    ),
+    Rule(
         "instance-handle-result",
         "error",
         "tenant",
