@@ -323,6 +323,8 @@ class Worker:
 
     async def run(self, msg: dict[str, Any]) -> Any:
         assert self.conn is not None
+        if self.module is None:  # a run sent with a load that failed: the engine knows why
+            raise RuntimeError("the worker's code did not load")
         cls = getattr(self.module, msg["cls"])
         # As Cloudflare's tenant runtime gives it: a plain dict, a naive timestamp.
         event = TenantEvent(msg["event"])

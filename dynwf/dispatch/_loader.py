@@ -384,7 +384,15 @@ class WorkerStub:
                 plain[k] = v
         return plain, bindings
 
-    async def isolate(self) -> Isolate:
+    async def isolate(self, then: Callable[[Isolate], None] | None = None) -> Isolate:
+        """The isolate running this worker's code, loaded now if it is not.
+
+        ``then(iso)`` is called when the code is loaded now, right after the load
+        request is queued, so what it sends (a pass's ``run``) goes out in the same
+        write and the isolate runs it as soon as the code is imported, without a
+        round trip in between; ``iso`` may still fail to load (the returned isolate is
+        then another one, or this raises).
+        """
         async with self._lock:
             if self._isolate is not None and self._isolate.alive:
                 self._isolate.last_used = asyncio.get_running_loop().time()
@@ -395,7 +403,7 @@ class WorkerStub:
             # code ran (a spare killed while it waited): one more try, in a new process.
             for tries_left in (1, 0):
                 try:
-                    iso = await self._load(code, plain)
+                    iso = await self._load(code, plain, then)
                 except ConnectionLost:
                     if tries_left:
                         log.info("worker %r: its isolate exited while loading; again", self.id)
@@ -406,7 +414,12 @@ class WorkerStub:
                 return iso
             raise AssertionError("unreachable")
 
-    async def _load(self, code: dict[str, Any], plain: dict[str, Any]) -> Isolate:
+    async def _load(
+        self,
+        code: dict[str, Any],
+        plain: dict[str, Any],
+        then: Callable[[Isolate], None] | None = None,
+    ) -> Isolate:
         """Start an isolate and load the code in it; ``ConnectionLost`` if the process exits."""
         # A process first (forked ahead, up to STARTING at once, so the template forks
         # the next tenants' while this one waits for its slot), then the slot.
@@ -423,9 +436,13 @@ class WorkerStub:
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
             sent = {k: v for k, v in code.items() if k != "globalOutbound"}
-            await iso.conn.request(
-                {"op": "load", "code": {**sent, "env": plain}, "bindings": sorted(self._bindings)}
+            loaded = iso.conn.send_request(
+                {"op": "load", "code": {**sent, "env": plain}, "bindings": sorted(self._bindings)},
+                flush=then is None,
             )
+            if then is not None:
+                then(iso)  # sends with the load, in one write
+            await loaded
         except (RemoteError, ConnectionLost) as exc:
             self._isolate = None
             self.loader.warm(SPARE_DELAY)
@@ -626,53 +643,69 @@ class EntrypointStub:
                 fetch_route.reset(route)
                 own.close()
                 w._runs.pop(token, None)
-        try:
-            iso = await w.isolate()
-        except CodeLoadError as exc:
-            w.broken = str(exc)
-            raise PassParked(str(exc)) from None
-        except Exception as exc:  # get_code() failed or returned no usable code
-            w._code = None  # ask get_code again on the next pass
-            raise PassParked(f"worker {w.id!r}: {_failure(exc)}") from None
         token = f"r{next(_runs)}"
-        w._runs[token] = (step.host, iso)
-        if hasattr(step.host, "on_timeout"):
-            step.host.on_timeout = lambda key: w.loader.replace_if_blocked(iso, w.id, key)
-        iso.busy += 1
-        w.loader.spin_hint(iso, getattr(step.host, "engine", None))
-        n = iso.conn.request_id()
         payload = {**event, "timestamp": _iso(event.get("timestamp"))}
-        try:
-            return await iso.conn.request(
-                {"op": "run", "run": token, "cls": self.name, "event": payload}, id=n
-            )
-        except ConnectionLost:
-            if not iso.closing:
-                # Not evicted: the process died or was killed for what its code did. A
-                # callback told to run that never reported beginning ran into it (it exits,
-                # spins or blows up before its first suspension point): it counts.
-                lost = getattr(step.host, "callbacks_lost", None)
-                if lost is not None:
-                    lost()
-            reason = iso.killed_for or "its process exited"
-            raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
-        except RemoteError as exc:
-            from dynwf.engine import error_from_dict
+        # The run requests sent, one per isolate tried: a cold load sends the run with
+        # the code (``isolate(then=...)``), and a process that dies while loading is
+        # replaced by another, which is sent the run again.
+        sent: list[tuple[Isolate, int, asyncio.Future[Any]]] = []
 
-            if not is_error(exc.error):
-                iso.kill(f"worker {w.id!r} ended a run with a malformed error")
-                raise PassInterrupted(f"worker {w.id!r} sent a malformed error") from None
-            raise error_from_dict(exc.error) from None
+        def send(iso: Isolate) -> None:
+            w._runs[token] = (step.host, iso)
+            if hasattr(step.host, "on_timeout"):
+                step.host.on_timeout = lambda key: w.loader.replace_if_blocked(iso, w.id, key)
+            iso.busy += 1
+            w.loader.spin_hint(iso, getattr(step.host, "engine", None))
+            n = iso.conn.request_id()
+            msg = {"op": "run", "run": token, "cls": self.name, "event": payload}
+            sent.append((iso, n, iso.conn.send_request(msg, id=n)))
+
+        try:
+            try:
+                iso = await w.isolate(then=send)
+            except CodeLoadError as exc:
+                w.broken = str(exc)
+                raise PassParked(str(exc)) from None
+            except Exception as exc:  # get_code() failed or returned no usable code
+                w._code = None  # ask get_code again on the next pass
+                raise PassParked(f"worker {w.id!r}: {_failure(exc)}") from None
+            if not sent or sent[-1][0] is not iso:
+                send(iso)  # it was loaded already
+            try:
+                return await sent[-1][2]
+            except ConnectionLost:
+                if not iso.closing:
+                    # Not evicted: the process died or was killed for what its code did. A
+                    # callback told to run that never reported beginning ran into it (it
+                    # exits, spins or blows up before its first suspension point): it counts.
+                    lost = getattr(step.host, "callbacks_lost", None)
+                    if lost is not None:
+                        lost()
+                reason = iso.killed_for or "its process exited"
+                raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
+            except RemoteError as exc:
+                from dynwf.engine import error_from_dict
+
+                if not is_error(exc.error):
+                    iso.kill(f"worker {w.id!r} ended a run with a malformed error")
+                    raise PassInterrupted(f"worker {w.id!r} sent a malformed error") from None
+                raise error_from_dict(exc.error) from None
         except asyncio.CancelledError:
-            if iso.alive:
-                iso.conn.notify({"op": "cancel", "target": n})
+            for tried, n, reply in sent:
+                if (not reply.done() or reply.cancelled()) and tried.alive:
+                    tried.conn.notify({"op": "cancel", "target": n})
             raise
         finally:
-            iso.busy -= 1
             w._runs.pop(token, None)
-            iso.run_ended(token)
-            if iso.conn.doorbell is not None:
-                iso.conn.doorbell.hint = False  # until a pass runs in it again
+            for tried, _n, reply in sent:
+                tried.busy -= 1
+                tried.run_ended(token)
+                if tried.conn.doorbell is not None:
+                    tried.conn.doorbell.hint = False  # until a pass runs in it again
+                if reply.done() and not reply.cancelled():
+                    reply.exception()  # one whose load failed: its error is the load's
+                else:
+                    reply.cancel()
             for task in run_tasks(step.host):
                 task.cancel()
 
