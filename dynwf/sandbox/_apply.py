@@ -66,6 +66,7 @@ class Missing:
 class _State:
     hook: _hook.Hook | None = None
     landlock: int = 0
+    seal: int | None = None  # the ruleset ``seal_modules`` enforces, built ahead
 
 
 _state = _State()
@@ -225,6 +226,10 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
     version = _landlock.abi()
     if version:
         try:
+            # The seal's ruleset is built now, while the prepared paths are open, so
+            # that sealing on the cold load is one system call.
+            sealed = [*policy.allow, "/dev/null"]
+            _state.seal = _landlock.ruleset(version, read=(), write=sealed, reads_too=False)
             _landlock.restrict(version, read=read, write=write)
             _state.landlock = version
         except OSError as exc:
@@ -253,4 +258,8 @@ def seal_modules(policy: Policy) -> None:
     if _state.hook is not None:
         _state.hook.seal(write)
     if _state.landlock:
-        _landlock.restrict(_state.landlock, read=(), write=write, reads_too=False)
+        if _state.seal is not None:
+            ruleset, _state.seal = _state.seal, None
+            _landlock.enforce(ruleset)
+        else:
+            _landlock.restrict(_state.landlock, read=(), write=write, reads_too=False)
