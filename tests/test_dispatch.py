@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
+from dynwf.dispatch import _compiled as compiled_module
 from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import discard
 from dynwf.dispatch._loader import FETCH_LOAD_TRIES, WorkerStub
@@ -314,6 +315,57 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
         if mode == "process-no-spin":
             assert conn.spins == 0
         assert conn.doorbell is not None and conn.doorbell.hint is False  # no pass runs now
+
+
+TRACED = """
+import os
+import sys
+import traceback
+
+from workers import WorkflowEntrypoint
+
+from helpers import fail
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do()
+        async def where():
+            try:
+                fail()
+            except ValueError:
+                frame = traceback.extract_tb(sys.exc_info()[2])[-1]
+                with open(frame.filename) as f:  # the module's file, as written
+                    line = f.read().splitlines()[frame.lineno - 1].strip()
+                home = os.path.dirname(frame.filename) == os.path.dirname(__file__)
+                return [os.path.basename(frame.filename), frame.lineno, frame.line, line, home]
+
+        return await where()
+"""
+
+
+async def test_dispatch_tenant_code_loaded_again_keeps_its_file_names_and_lines(
+    make_project: Any, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The third load of the same sources gets the engine's compiled code (a source is
+    # compiled once a second load sends it); tracebacks still name the tenant's files.
+    monkeypatch.setattr(compiled_module, "COMPILE_DELAY_S", 0.0)
+    folder = project_dir / "tenants" / "traced"
+    folder.mkdir()
+    (folder / "worker.py").write_text(TRACED)
+    (folder / "helpers.py").write_text('def fail():\n    raise ValueError("here")\n')
+    p = await make_project()
+    loader = p.loaders["LOADER"]
+    outputs = []
+    for k in range(3):
+        inst = await binding(p, "traced").create({"id": f"t{k}"})
+        await p.engine.wait_until_idle(timeout=300)
+        outputs.append((await inst.status())["output"])
+        assert await loader.evict("traced")
+        await asyncio.sleep(0.05)  # the engine compiles what a second load sent
+    assert loader.loads == 3 and len(loader._compiled._data) == 2
+    expected = ["helpers.py", 2, 'raise ValueError("here")', 'raise ValueError("here")', True]
+    assert outputs == [expected] * 3
 
 
 async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream(

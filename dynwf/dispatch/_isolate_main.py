@@ -30,6 +30,7 @@ from typing import Any
 
 from dynwf import sandbox
 from dynwf._lifetime import die_with_parent
+from dynwf.dispatch._compiled import placed
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine import (
@@ -206,15 +207,19 @@ def _where(exc: BaseException, root: Path) -> str:
 
 
 class _SourceLoader(importlib.abc.InspectLoader):
-    """Executes one of the tenant's modules from its source, as written to ``path``."""
+    """Executes one of the tenant's modules from its source, as written to ``path``, or
+    from the engine's compiled code of that source (``_compiled``) when it sent one."""
 
-    def __init__(self, path: str, source: str) -> None:
-        self.path, self.source = path, source
+    def __init__(self, path: str, source: str, compiled: str | None) -> None:
+        self.path, self.source, self.compiled = path, source, compiled
 
     def get_source(self, fullname: str) -> str:
         return self.source
 
     def get_code(self, fullname: str) -> types.CodeType:
+        if self.compiled is not None:
+            with contextlib.suppress(Exception):  # unusable: compile it here instead
+                return placed(self.compiled, self.path)
         # Compiled under the file's name, so tracebacks and SyntaxErrors name it.
         return compile(self.source, self.path, "exec", dont_inherit=True)
 
@@ -228,7 +233,7 @@ class _SourceLoader(importlib.abc.InspectLoader):
 class _SourceFinder(importlib.abc.MetaPathFinder):
     """Finds the tenant's Python modules among the sources its load sent."""
 
-    def __init__(self, sources: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, sources: dict[str, tuple[str, str, str | None]]) -> None:
         self.sources = {
             (n[: -len(".__init__")] if n.endswith(".__init__") else n): v
             for n, v in sources.items()
@@ -240,8 +245,8 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         found = self.sources.get(fullname)
         if found is None:
             return None
-        file, source = found
-        loader = _SourceLoader(file, source)
+        loader = _SourceLoader(*found)
+        file = loader.path
         spec = importlib.util.spec_from_file_location(
             fullname,
             file,
@@ -276,7 +281,10 @@ class Worker:
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg["code"]
         root = self.root
-        sources: dict[str, tuple[str, str]] = {}  # module name -> (file, source)
+        # module name -> (file, source, the engine's compiled code of it or None)
+        sources: dict[str, tuple[str, str, str | None]] = {}
+        same_flags = msg.get("optimize") == sys.flags.optimize
+        compiled: dict[str, str] = (msg.get("compiled") or {}) if same_flags else {}
         made = {str(root)}
         for name, module in code["modules"].items():
             path = os.path.join(root, name)
@@ -287,7 +295,7 @@ class Worker:
             if isinstance(module, str):
                 data = module.encode()
                 if name.endswith(".py"):
-                    sources[name[:-3].replace("/", ".")] = (path, module)
+                    sources[name[:-3].replace("/", ".")] = (path, module, compiled.get(name))
             elif "text" in module:
                 data = module["text"].encode()
             elif "json" in module:

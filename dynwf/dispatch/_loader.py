@@ -26,6 +26,7 @@ from typing import Any, Literal
 from dynwf.compat._jsobject import JsMap, JsObject
 from dynwf.compat.pyodide_ffi import JsDoubleProxy
 from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main, deprecated
+from dynwf.dispatch._compiled import CompiledModules, optimize_level
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._outbound import INTERNET, Gateway, outbound_of
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
@@ -141,6 +142,7 @@ class WorkerLoader:
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
         self._gateway = Gateway(lambda: self.platform)  # the workers' outbound fetch calls
+        self._compiled = CompiledModules()  # tenant modules the isolates need not compile
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
         self._starting = asyncio.Semaphore(STARTING)
@@ -252,6 +254,7 @@ class WorkerLoader:
         await self.evict_all()
         await self._pool.close()
         await self._gateway.close()
+        self._compiled.close()
 
     def replace_if_blocked(self, iso: Isolate, id: str, key: str) -> None:
         """The engine ended an attempt of ``key`` in ``iso`` at its timeout: if the isolate
@@ -436,10 +439,15 @@ class WorkerStub:
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
             sent = {k: v for k, v in code.items() if k != "globalOutbound"}
-            loaded = iso.conn.send_request(
-                {"op": "load", "code": {**sent, "env": plain}, "bindings": sorted(self._bindings)},
-                flush=then is None,
-            )
+            load: dict[str, Any] = {
+                "op": "load",
+                "code": {**sent, "env": plain},
+                "bindings": sorted(self._bindings),
+            }
+            compiled = self.loader._compiled.lookup(code["modules"])
+            if compiled:
+                load["compiled"], load["optimize"] = compiled, optimize_level()
+            loaded = iso.conn.send_request(load, flush=then is None)
             if then is not None:
                 then(iso)  # sends with the load, in one write
             await loaded
