@@ -140,6 +140,11 @@ class WorkerLoader:
         self.max_isolates = max_isolates
         self.limits = limits or IsolateLimits()
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
+        # The workers holding an isolate (``WorkerStub._isolate``), and when each was last
+        # asked for: ``_make_room`` looks at these, not at every worker ever asked for (a
+        # burst of new tenants makes thousands of those).
+        self._holding: set[WorkerStub] = set()
+        self._uses = itertools.count()
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
         self._gateway = Gateway(lambda: self.platform)  # the workers' outbound fetch calls
         self._compiled = CompiledModules()  # tenant modules the isolates need not compile
@@ -172,6 +177,7 @@ class WorkerLoader:
         else:
             stub._get_code = get_code  # the latest dispatcher's closure, for reloads
         self._workers.move_to_end(id)
+        stub._used = next(self._uses)
         return stub
 
     async def reload(self) -> dict[str, str | None]:
@@ -195,6 +201,7 @@ class WorkerLoader:
         del self._workers[stub.id]
         stub.id = new_id
         self._workers[new_id] = stub
+        stub._used = next(self._uses)
         base = dict(stub._code or {})
         stub._get_code = lambda: JsObject({**base, **update})
         return new_id
@@ -239,9 +246,10 @@ class WorkerLoader:
         """
         deadline = asyncio.get_running_loop().time() + 5.0
         while True:
-            live = [
-                s for s in self._workers.values() if s._isolate is not None and s._isolate.alive
-            ]
+            live = sorted(
+                (s for s in self._holding if s._isolate is not None and s._isolate.alive),
+                key=lambda s: s._used,  # least recently asked for first
+            )
             if len(live) < self.max_isolates:
                 return
             idle = [s for s in live if s._isolate is not None and not s._isolate.busy]
@@ -293,12 +301,26 @@ class WorkerStub:
     def __init__(self, loader: WorkerLoader, id: str, get_code: GetCode) -> None:
         self.loader, self.id, self._get_code = loader, id, get_code
         self._code: dict[str, Any] | None = None
-        self._isolate: Isolate | None = None
+        self._used = 0  # when the loader last gave it out (its LRU order)
+        self._held: Isolate | None = None
         self._module: types.ModuleType | None = None
         self._lock = asyncio.Lock()
         self._bindings: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
         self.broken: str | None = None  # the load error of the newest code, if it failed
+
+    @property
+    def _isolate(self) -> Isolate | None:
+        """The isolate running (or loading) this worker's code."""
+        return self._held
+
+    @_isolate.setter
+    def _isolate(self, iso: Isolate | None) -> None:
+        self._held = iso
+        if iso is None:
+            self.loader._holding.discard(self)
+        else:
+            self.loader._holding.add(self)
 
     def getEntrypoint(self, name: str | None = None, options: Any = None) -> EntrypointStub:
         return EntrypointStub(self, name)
