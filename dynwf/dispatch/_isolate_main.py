@@ -432,13 +432,13 @@ def _boot(*, forked: bool = False) -> _Boot:
     made afterwards, so uvloop finds no io_uring to set up (the sandbox refuses it).
 
     A spawned isolate and one forked from the template both start here, with their
-    settings in ``DYNWF_ISOLATE_*`` environment variables."""
+    settings in ``DYNWF_ISOLATE_*`` environment variables, after ``prepare_template``
+    (in this process, or in the template it was forked from)."""
     # Its own session (so Ctrl-C does not hit it); if the engine is killed outright, a
     # tenant stuck in a CPU loop would never read the EOF on its socket.
     parent = os.environ.get("DYNWF_ISOLATE_PARENT")
     if parent:
         die_with_parent(int(parent))
-    install()
     limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
     if limit_mb:
         cap = limit_mb * 1024 * 1024
@@ -580,6 +580,13 @@ def serve(forked: bool = False) -> None:
             with asyncio.Runner(loop_factory=_event_loop) as runner:
                 runner.run(warm_up(Path(root), claimed))
     booted = _boot(forked=forked)
+    if forked:
+        # A bare loop, not an asyncio.Runner: what a Runner adds (a SIGINT handler, the
+        # clean-up of tasks and generators at the end) is of no use to a forked isolate,
+        # which ends with os._exit when this returns, and it cost a burst of new tenants
+        # ~1 ms of CPU each.
+        _event_loop().run_until_complete(main(booted))
+        return
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         runner.run(main(booted))
 
