@@ -82,6 +82,7 @@ class Isolate:
     ) -> None:
         self.proc = proc
         self.pid = proc.pid
+        self.root = ""  # its module folder (the engine writes the tenant's files there)
         self.handler = handler  # set per load: answers host/binding calls
         self.conn = conn
         self._fast = fast
@@ -103,14 +104,16 @@ class Isolate:
         cls, booted: Booted, handler: Handler, fast: FastHandler | None = None
     ) -> Isolate:
         """Talk to a process started by ``spawn``."""
-        proc, sock, bell = booted
+        proc, sock, bell, root = booted
         try:
             conn = await Connection.open(sock)
         except BaseException:
             await discard(booted)
             raise
         conn.doorbell = bell
-        return cls(proc, conn, handler, fast)
+        iso = cls(proc, conn, handler, fast)
+        iso.root = root
+        return iso
 
     def serve(self, handler: Handler, fast: FastHandler | None = None) -> None:
         """Answer the process's requests with these (a spare given to a worker)."""
@@ -193,8 +196,9 @@ class Isolate:
             bell.close()
 
 
-# A started isolate process, the engine's end of its message socket, its doorbell.
-Booted = tuple[Process, socket.socket, Doorbell | None]
+# A started isolate process, the engine's end of its message socket, its doorbell, and
+# its module folder.
+Booted = tuple[Process, socket.socket, Doorbell | None, str]
 
 
 class Spare(NamedTuple):
@@ -260,7 +264,7 @@ async def spawn(limits: IsolateLimits, template: Template | None = None) -> Boot
     reaper = asyncio.get_running_loop().create_task(_remove_on_exit(proc, root))
     _reapers[proc.pid] = reaper
     reaper.add_done_callback(lambda task: _forget_reaper(proc.pid, task))
-    return proc, ours, bell
+    return proc, ours, bell, root
 
 
 def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
@@ -312,7 +316,7 @@ def _running(pid: int) -> bool:
 
 async def discard(booted: Booted) -> None:
     """Stop a process from ``spawn`` that never served (a spare at shutdown, a failed connect)."""
-    proc, sock, bell = booted
+    proc, sock, bell, _root = booted
     sock.close()
     if bell is not None:
         bell.close()

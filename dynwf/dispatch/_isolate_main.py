@@ -15,7 +15,6 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import json
 import os
 import resource
 import select
@@ -301,30 +300,15 @@ class Worker:
         sources: dict[str, tuple[str, str, str | None]] = {}
         same_flags = msg.get("optimize") == sys.flags.optimize
         compiled: dict[str, str] = (msg.get("compiled") or {}) if same_flags else {}
-        made = {str(root)}
         for name, module in code["modules"].items():
-            path = os.path.join(root, name)
-            folder = os.path.dirname(path)
-            if folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                made.add(folder)
-            if isinstance(module, str):
-                data = module.encode()
-                if name.endswith(".py"):
-                    sources[name[:-3].replace("/", ".")] = (path, module, compiled.get(name))
-            elif "text" in module:
-                data = module["text"].encode()
-            elif "json" in module:
-                data = json.dumps(module["json"]).encode()
-            else:
-                data = bytes.fromhex(module["data"])
-            with open(path, "wb") as f:
-                f.write(data)
-        sandbox.seal_modules(self.policy)  # the code is written: nothing rewrites it now
-        # The modules are imported from the source sent, not read back from the files
-        # written above (those are there for the tenant to read, as on Cloudflare):
-        # no directory scan and no file read on the cold path. Anything else (a
-        # namespace package, a data file) is found on the path as before.
+            if isinstance(module, str) and name.endswith(".py"):
+                path = os.path.join(root, name)
+                sources[name[:-3].replace("/", ".")] = (path, module, compiled.get(name))
+        # The Python modules are imported from the source sent. The engine wrote every
+        # module to ``root`` before sending it (``_loader._write_modules``), for the
+        # tenant to read as on Cloudflare; this process may read that folder, never write
+        # it. Anything not sent as Python source (a namespace package, a data file) is
+        # found on the path as before.
         sys.meta_path.insert(0, _SourceFinder(sources))
         sys.path.insert(0, str(root))  # this process belongs to one tenant: no sharing
         main = code["mainModule"]

@@ -15,7 +15,9 @@ import importlib.abc
 import importlib.machinery
 import inspect
 import itertools
+import json
 import logging
+import os
 import sys
 import types
 from collections import OrderedDict
@@ -67,6 +69,33 @@ class CodeLoadError(DynwfError):
     """A tenant's code failed to load (syntax or import error)."""
 
 
+def _write_modules(root: str, modules: Mapping[str, Any]) -> None:
+    """Write a worker's modules (as ``_module`` gives them) into its isolate's folder.
+
+    The engine writes them, before the load: the isolate imports its Python modules from
+    the load message and only reads the files (its tenant may, as on Cloudflare), so it
+    never holds write access to its own code. Names were checked by ``_module``; "x"
+    mode never writes through a file or link that is there already.
+    """
+    made = {root}
+    for name, module in modules.items():
+        path = os.path.join(root, name)
+        folder = os.path.dirname(path)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        if isinstance(module, str):
+            data = module.encode()
+        elif "text" in module:
+            data = module["text"].encode()
+        elif "json" in module:
+            data = json.dumps(module["json"]).encode()
+        else:
+            data = bytes.fromhex(module["data"])
+        with open(path, "xb") as f:
+            f.write(data)
+
+
 def _check_code(id: str, code: Any) -> dict[str, Any]:
     if isinstance(code, JsMap):
         raise ValidationError(
@@ -104,6 +133,12 @@ _MODULE_KINDS = ("py", "text", "json", "data")
 
 def _module(id: str, name: str, module: Any) -> Any:
     """A module as sent to the isolate: Python source as a string, else ``{kind: value}``."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise ValidationError(
+            f"get_code() for worker {id!r}: module name {name!r} must be a relative path "
+            "inside the worker (like 'worker.py' or 'lib/util.py'), without '..'"
+        )
     if isinstance(module, str):
         return module
     if isinstance(module, Mapping) and len(module) == 1:
@@ -461,6 +496,14 @@ class WorkerStub:
         iso.worker, iso.bindings = self.id, frozenset(self._bindings)
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
+            if iso.root:
+                try:
+                    _write_modules(iso.root, code["modules"])
+                except OSError as exc:
+                    if not iso.alive:  # its folder went with it
+                        raise ConnectionLost("the isolate exited before its load") from None
+                    error = {"name": type(exc).__name__, "message": f"writing its modules: {exc}"}
+                    raise RemoteError(error) from None
             sent = {k: v for k, v in code.items() if k != "globalOutbound"}
             load: dict[str, Any] = {
                 "op": "load",
