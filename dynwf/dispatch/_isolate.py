@@ -28,7 +28,7 @@ from dynwf import sandbox
 from dynwf.dispatch import _protocol, _template
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._template import ForkedProcess, Template
-from dynwf.dispatch._wire import Connection, ConnectionLost, FastHandler, Handler
+from dynwf.dispatch._wire import Connection, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -375,20 +375,6 @@ class IsolatePool:
         cold load that takes it)."""
         booted = await self._boot()
         return Spare(booted[0], await Isolate.connect(booted, _not_yet))
-
-    def wake_spare(self) -> None:
-        """A cold load begins (its code is being fetched): wake the spare it will take, so
-        that the process is running when the code comes (it spins for it, briefly),
-        not asleep on a halted vCPU. Only when a core is idle for that spin."""
-        if not self._spares or not self.idle_core:
-            return
-        task = self._spares[0]
-        if not task.done() or task.cancelled() or task.exception() is not None:
-            return
-        iso = task.result().isolate
-        if iso.alive and iso.conn.doorbell is not None:
-            with contextlib.suppress(ConnectionLost):
-                iso.conn.notify({"op": "wake"}, now=True)
 
     async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
         # Claim a spare before awaiting it, so concurrent loads never share a process.

@@ -50,9 +50,6 @@ from dynwf.workers._step import TenantStep
 # How long an isolate spins for the engine's answer to a do_begin (the commit of the
 # attempt fact: about 0.5 ms here, 1 ms with fsync) while the engine says it may.
 BEGIN_SPIN_S = 0.002
-# How long a woken spare spins for its load: the dispatcher's get_code and the engine's
-# way to the load message (about 0.5 ms for code read from files).
-WAKE_SPIN_S = 0.0015
 
 
 class RemoteHost:
@@ -280,18 +277,7 @@ class Worker:
             return await self.fetch(msg)
         if op == "ping":
             return "pong"
-        if op == "wake":
-            self.wake()
-            return None
         raise ValueError(f"unknown op {op!r}")
-
-    def wake(self) -> None:
-        """The engine is about to give this spare a tenant (``IsolatePool.wake_spare``):
-        spin for its load instead of going back to sleep, so the load is read at once
-        rather than after the wake-up of a halted vCPU."""
-        bell = self.conn.doorbell if self.conn is not None else None
-        if bell is not None:
-            bell.wait(bell.mark(), WAKE_SPIN_S)
 
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg["code"]

@@ -457,7 +457,6 @@ class WorkerStub:
             if self._isolate is not None and self._isolate.alive:
                 self._isolate.last_used = asyncio.get_running_loop().time()
                 return self._isolate
-            self.loader._pool.wake_spare()  # it runs by the time the code is here
             code = await self._code_dict()
             plain, self._bindings = self._split_env(code.get("env") or {})
             # A process that exits before its load answers may have died before the

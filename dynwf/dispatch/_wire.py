@@ -176,13 +176,10 @@ class Connection(asyncio.Protocol):
             self.spins += 1
             self.spin_hits += self.doorbell.wait(self._mark, budget_s)
 
-    def notify(self, msg: dict[str, Any], *, now: bool = False) -> None:
-        """Send ``msg`` one way, with the next request or reply, at the latest this loop
-        turn; ``now``: at once."""
+    def notify(self, msg: dict[str, Any]) -> None:
+        """Send ``msg`` one way, with the next request or reply, at the latest this loop turn."""
         self._queue(msg)
-        if now:
-            self._flush()
-        elif self._flush_handle is None:
+        if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     # -- receiving (asyncio.Protocol) -------------------------------------------------
