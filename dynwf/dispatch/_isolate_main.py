@@ -9,12 +9,14 @@ serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import marshal
 import os
 import resource
 import select
@@ -512,8 +514,13 @@ async def warm_up(where: Path, claimed: Callable[[], bool] = lambda: False) -> N
         folder.mkdir()
         engine = await Connection.open(theirs, _warm_up_engine)
         worker.conn = await Connection.open(ours, worker.handle)
-        code = {"mainModule": "_dynwf_warm_up.py", "modules": {"_dynwf_warm_up.py": WARM_UP_MODULE}}
-        await engine.request({"op": "load", "code": code, "bindings": []})
+        name = "_dynwf_warm_up.py"
+        code = {"mainModule": name, "modules": {name: WARM_UP_MODULE}}
+        # Sent compiled, as the engine sends code it has seen before (``_compiled``), so
+        # that path is warm too.
+        compiled = base64.b64encode(marshal.dumps(compile(WARM_UP_MODULE, name, "exec")))
+        load = {"op": "load", "code": code, "bindings": [], "optimize": sys.flags.optimize}
+        await engine.request({**load, "compiled": {name: compiled.decode()}})
         event = {"payload": {"k": 1}, "timestamp": "2026-04-01T00:00:00", "instanceId": "w"}
         if not claimed():
             await engine.request({"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event})
