@@ -11,12 +11,15 @@ from typing import Any
 
 import pytest
 
+from dynwf.compat._jsobject import JsObject
+from dynwf.compat.pyodide_ffi import create_proxy
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
+from dynwf.dispatch import _compiled as compiled_module
 from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import discard
 from dynwf.dispatch._loader import FETCH_LOAD_TRIES, WorkerStub
 from dynwf.engine import ManualClock, PassInterrupted, TimeControl
-from dynwf.errors import InstanceNotFoundError
+from dynwf.errors import InstanceNotFoundError, ValidationError
 from dynwf.project import Project
 from dynwf.workers import Request
 
@@ -314,6 +317,130 @@ async def test_dispatch_step_paths_agree_in_and_out_of_isolates(
         if mode == "process-no-spin":
             assert conn.spins == 0
         assert conn.doorbell is not None and conn.doorbell.hint is False  # no pass runs now
+
+
+TRACED = """
+import os
+import sys
+import traceback
+
+from workers import WorkflowEntrypoint
+
+from helpers import fail
+
+
+class TenantWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do()
+        async def where():
+            try:
+                fail()
+            except ValueError:
+                frame = traceback.extract_tb(sys.exc_info()[2])[-1]
+                with open(frame.filename) as f:  # the module's file, as written
+                    line = f.read().splitlines()[frame.lineno - 1].strip()
+                home = os.path.dirname(frame.filename) == os.path.dirname(__file__)
+                return [os.path.basename(frame.filename), frame.lineno, frame.line, line, home]
+
+        return await where()
+"""
+
+
+async def test_dispatch_tenant_code_loaded_again_keeps_its_file_names_and_lines(
+    make_project: Any, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The third load of the same sources gets the engine's compiled code (a source is
+    # compiled once a second load sends it); tracebacks still name the tenant's files.
+    monkeypatch.setattr(compiled_module, "COMPILE_DELAY_S", 0.0)
+    folder = project_dir / "tenants" / "traced"
+    folder.mkdir()
+    (folder / "worker.py").write_text(TRACED)
+    (folder / "helpers.py").write_text('def fail():\n    raise ValueError("here")\n')
+    p = await make_project()
+    loader = p.loaders["LOADER"]
+    outputs = []
+    for k in range(3):
+        inst = await binding(p, "traced").create({"id": f"t{k}"})
+        await p.engine.wait_until_idle(timeout=300)
+        outputs.append((await inst.status())["output"])
+        assert await loader.evict("traced")
+        await asyncio.sleep(0.05)  # the engine compiles what a second load sent
+    assert loader.loads == 3 and len(loader._compiled._data) == 2
+    expected = ["helpers.py", 2, 'raise ValueError("here")', 'raise ValueError("here")', True]
+    assert outputs == [expected] * 3
+
+
+KINDS_MAIN = """
+import json
+import os
+
+from workers import Response, WorkerEntrypoint
+
+from lib.util import double
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        here = os.path.dirname(__file__)
+        with open(os.path.join(here, "data.json")) as f:
+            data = json.load(f)
+        with open(os.path.join(here, "blob.bin"), "rb") as f:
+            blob = f.read().hex()
+        with open(os.path.join(here, "notes.txt")) as f:
+            notes = f.read()
+        try:
+            with open(os.path.join(here, "worker.py"), "a") as f:
+                f.write("# changed")
+            wrote = "yes"
+        except OSError as exc:
+            wrote = type(exc).__name__
+        return Response.json(
+            {"n": double(data["n"]), "blob": blob, "notes": notes, "rewrote_own_code": wrote}
+        )
+"""
+
+
+def sandbox_on() -> bool:
+    """Whether isolates here get Landlock's filesystem view (this machine's kernel)."""
+    from dynwf import sandbox
+
+    if not sandbox.policy_from_env().on:
+        return False
+    return not any(m.protection in ("filesystem view", "all protections") for m in sandbox.probe())
+
+
+async def test_dispatch_every_module_kind_is_there_for_the_tenant_to_read(
+    make_project: Any,
+) -> None:
+    p = await make_project()
+    loader = p.loaders["LOADER"]
+    modules = {
+        "worker.py": KINDS_MAIN,
+        "lib/__init__.py": "",
+        "lib/util.py": {"py": "def double(x):\n    return 2 * x\n"},
+        "data.json": {"json": {"n": 21}},
+        "blob.bin": {"data": b"\x00\xff"},
+        "notes.txt": {"text": "hello"},
+    }
+    code = JsObject({"mainModule": "worker.py", "modules": JsObject(modules)})
+    stub = loader.get("kinds", create_proxy(lambda: code))
+    r = await stub.getEntrypoint().fetch(Request("http://localhost/").js_object)
+    out = json.loads(r.body)
+    assert r.status == 200 and out["n"] == 42 and out["blob"] == "00ff"
+    assert out["notes"] == "hello"
+    # The engine writes the modules; the isolate only reads them (the sandbox's view).
+    assert out["rewrote_own_code"] == ("yes" if not sandbox_on() else "PermissionError")
+
+
+async def test_dispatch_module_name_outside_the_worker_is_refused(make_project: Any) -> None:
+    p = await make_project()
+    loader = p.loaders["LOADER"]
+    code = JsObject(
+        {"mainModule": "worker.py", "modules": JsObject({"worker.py": "", "../evil.py": "x = 1"})}
+    )
+    stub = loader.get("dots", create_proxy(lambda: code))
+    with pytest.raises(ValidationError, match=r"'\.\./evil\.py' must be a relative path"):
+        await stub.getEntrypoint().fetch(Request("http://localhost/").js_object)
 
 
 async def test_dispatch_tenant_writing_to_fd_1_does_not_touch_the_message_stream(

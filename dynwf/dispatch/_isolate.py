@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dynwf import sandbox
 from dynwf.dispatch import _protocol, _template
@@ -82,6 +82,7 @@ class Isolate:
     ) -> None:
         self.proc = proc
         self.pid = proc.pid
+        self.root = ""  # its module folder (the engine writes the tenant's files there)
         self.handler = handler  # set per load: answers host/binding calls
         self.conn = conn
         self._fast = fast
@@ -103,14 +104,20 @@ class Isolate:
         cls, booted: Booted, handler: Handler, fast: FastHandler | None = None
     ) -> Isolate:
         """Talk to a process started by ``spawn``."""
-        proc, sock, bell = booted
+        proc, sock, bell, root = booted
         try:
             conn = await Connection.open(sock)
         except BaseException:
             await discard(booted)
             raise
         conn.doorbell = bell
-        return cls(proc, conn, handler, fast)
+        iso = cls(proc, conn, handler, fast)
+        iso.root = root
+        return iso
+
+    def serve(self, handler: Handler, fast: FastHandler | None = None) -> None:
+        """Answer the process's requests with these (a spare given to a worker)."""
+        self.handler, self._fast = handler, fast
 
     def _checked(self, msg: dict[str, Any]) -> bool:
         """Every request from the process passes here first: a message outside the
@@ -189,8 +196,20 @@ class Isolate:
             bell.close()
 
 
-# A started isolate process, the engine's end of its message socket, its doorbell.
-Booted = tuple[Process, socket.socket, Doorbell | None]
+# A started isolate process, the engine's end of its message socket, its doorbell, and
+# its module folder.
+Booted = tuple[Process, socket.socket, Doorbell | None, str]
+
+
+class Spare(NamedTuple):
+    """A spare isolate kept by the pool: its process, and it connected (no tenant yet)."""
+
+    proc: Process
+    isolate: Isolate
+
+
+async def _not_yet(msg: dict[str, Any]) -> Any:
+    raise RuntimeError("this isolate serves no worker yet")
 
 
 async def spawn(limits: IsolateLimits, template: Template | None = None) -> Booted:
@@ -245,7 +264,7 @@ async def spawn(limits: IsolateLimits, template: Template | None = None) -> Boot
     reaper = asyncio.get_running_loop().create_task(_remove_on_exit(proc, root))
     _reapers[proc.pid] = reaper
     reaper.add_done_callback(lambda task: _forget_reaper(proc.pid, task))
-    return proc, ours, bell
+    return proc, ours, bell, root
 
 
 def _forget_reaper(pid: int, task: asyncio.Task[None]) -> None:
@@ -297,7 +316,7 @@ def _running(pid: int) -> bool:
 
 async def discard(booted: Booted) -> None:
     """Stop a process from ``spawn`` that never served (a spare at shutdown, a failed connect)."""
-    proc, sock, bell = booted
+    proc, sock, bell, _root = booted
     sock.close()
     if bell is not None:
         bell.close()
@@ -322,7 +341,7 @@ class IsolatePool:
     ) -> None:
         self.limits = limits
         self.idle_seconds = idle_seconds
-        self._spares: deque[asyncio.Task[Booted]] = deque()
+        self._spares: deque[asyncio.Task[Spare]] = deque()
         self._live: set[Isolate] = set()
         self._started: set[int] = set()  # pids of the processes booted, for close() to reap
         self._watch: asyncio.Task[None] | None = None
@@ -349,7 +368,13 @@ class IsolatePool:
             asyncio.get_running_loop().call_later(delay, self.warm)
             return
         while len(self._spares) < (FORKED_SPARES if self.fork else 1) and not self._closed:
-            self._spares.append(asyncio.create_task(self._boot()))
+            self._spares.append(asyncio.create_task(self._spare()))
+
+    async def _spare(self) -> Spare:
+        """A booted isolate process, its connection already open (no loop turns on the
+        cold load that takes it)."""
+        booted = await self._boot()
+        return Spare(booted[0], await Isolate.connect(booted, _not_yet))
 
     async def start(self, handler: Handler, fast: FastHandler | None = None) -> Isolate:
         # Claim a spare before awaiting it, so concurrent loads never share a process.
@@ -357,12 +382,16 @@ class IsolatePool:
         # loader calls it): starting one now would compete for the CPU with the
         # tenant's import and its first step.
         spare = self._spares.popleft() if self._spares else None
-        booted = await spare if spare is not None else None
-        if booted is not None and booted[0].returncode is not None:
-            log.info("the spare isolate (pid %s) had exited; starting another", booted[0].pid)
-            await discard(booted)
-            booted = None
-        iso = await Isolate.connect(booted or await self._boot(), handler, fast)
+        got = await spare if spare is not None else None
+        if got is not None and not got.isolate.alive:
+            log.info("the spare isolate (pid %s) had exited; starting another", got.proc.pid)
+            await got.isolate.close()
+            got = None
+        if got is None:
+            iso = await Isolate.connect(await self._boot(), handler, fast)
+        else:
+            iso = got.isolate
+            iso.serve(handler, fast)
         self._live.add(iso)
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watchdog())
@@ -438,12 +467,12 @@ class IsolatePool:
         self._live.clear()
         while self._spares:
             try:
-                booted: Booted | None = await self._spares.popleft()
+                got: Spare | None = await self._spares.popleft()
             except Exception:  # it never booted (the template failed): nothing to stop
-                booted = None
-            if booted is not None:
-                stopped.add(booted[0].pid)
-                await discard(booted)
+                got = None
+            if got is not None:
+                stopped.add(got.proc.pid)
+                await got.isolate.close()
         if self._watch is not None:
             self._watch.cancel()
         async with self._template_lock:

@@ -9,16 +9,23 @@ serves ``run`` (a workflow pass; step calls go back to the engine) and ``fetch``
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import importlib
-import json
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import marshal
 import os
 import resource
+import select
 import shutil
 import socket
 import sys
 import tempfile
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +33,7 @@ from typing import Any
 
 from dynwf import sandbox
 from dynwf._lifetime import die_with_parent
+from dynwf.dispatch._compiled import placed
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine import (
@@ -201,6 +209,58 @@ def _where(exc: BaseException, root: Path) -> str:
     return where
 
 
+class _SourceLoader(importlib.abc.InspectLoader):
+    """Executes one of the tenant's modules from its source, as written to ``path``, or
+    from the engine's compiled code of that source (``_compiled``) when it sent one."""
+
+    def __init__(self, path: str, source: str, compiled: str | None) -> None:
+        self.path, self.source, self.compiled = path, source, compiled
+
+    def get_source(self, fullname: str) -> str:
+        return self.source
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        if self.compiled is not None:
+            with contextlib.suppress(Exception):  # unusable: compile it here instead
+                return placed(self.compiled, self.path)
+        # Compiled under the file's name, so tracebacks and SyntaxErrors name it.
+        return compile(self.source, self.path, "exec", dont_inherit=True)
+
+    def is_package(self, fullname: str) -> bool:
+        return os.path.basename(self.path) == "__init__.py"
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        exec(self.get_code(module.__name__), module.__dict__)
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the tenant's Python modules among the sources its load sent."""
+
+    def __init__(self, sources: dict[str, tuple[str, str, str | None]]) -> None:
+        self.sources = {
+            (n[: -len(".__init__")] if n.endswith(".__init__") else n): v
+            for n, v in sources.items()
+        }
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        found = self.sources.get(fullname)
+        if found is None:
+            return None
+        loader = _SourceLoader(*found)
+        file = loader.path
+        spec = importlib.util.spec_from_file_location(
+            fullname,
+            file,
+            loader=loader,
+            submodule_search_locations=[os.path.dirname(file)]
+            if loader.is_package(fullname)
+            else None,
+        )
+        return spec
+
+
 class Worker:
     def __init__(self, root: Path, policy: sandbox.Policy) -> None:
         self.root, self.policy = root, policy
@@ -224,18 +284,20 @@ class Worker:
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg["code"]
         root = self.root
+        # module name -> (file, source, the engine's compiled code of it or None)
+        sources: dict[str, tuple[str, str, str | None]] = {}
+        same_flags = msg.get("optimize") == sys.flags.optimize
+        compiled: dict[str, str] = (msg.get("compiled") or {}) if same_flags else {}
         for name, module in code["modules"].items():
-            path = root / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(module, str):
-                path.write_text(module)
-            elif "text" in module:
-                path.write_text(module["text"])
-            elif "json" in module:
-                path.write_text(json.dumps(module["json"]))
-            else:
-                path.write_bytes(bytes.fromhex(module["data"]))
-        sandbox.seal_modules(self.policy)  # the code is written: nothing rewrites it now
+            if isinstance(module, str) and name.endswith(".py"):
+                path = os.path.join(root, name)
+                sources[name[:-3].replace("/", ".")] = (path, module, compiled.get(name))
+        # The Python modules are imported from the source sent. The engine wrote every
+        # module to ``root`` before sending it (``_loader._write_modules``), for the
+        # tenant to read as on Cloudflare; this process may read that folder, never write
+        # it. Anything not sent as Python source (a namespace package, a data file) is
+        # found on the path as before.
+        sys.meta_path.insert(0, _SourceFinder(sources))
         sys.path.insert(0, str(root))  # this process belongs to one tenant: no sharing
         main = code["mainModule"]
         self.compatibility_date = code.get("compatibilityDate") or self.compatibility_date
@@ -257,6 +319,8 @@ class Worker:
 
     async def run(self, msg: dict[str, Any]) -> Any:
         assert self.conn is not None
+        if self.module is None:  # a run sent with a load that failed: the engine knows why
+            raise RuntimeError("the worker's code did not load")
         cls = getattr(self.module, msg["cls"])
         # As Cloudflare's tenant runtime gives it: a plain dict, a naive timestamp.
         event = TenantEvent(msg["event"])
@@ -340,13 +404,13 @@ def _boot(*, forked: bool = False) -> _Boot:
     made afterwards, so uvloop finds no io_uring to set up (the sandbox refuses it).
 
     A spawned isolate and one forked from the template both start here, with their
-    settings in ``DYNWF_ISOLATE_*`` environment variables."""
+    settings in ``DYNWF_ISOLATE_*`` environment variables, after ``prepare_template``
+    (in this process, or in the template it was forked from)."""
     # Its own session (so Ctrl-C does not hit it); if the engine is killed outright, a
     # tenant stuck in a CPU loop would never read the EOF on its socket.
     parent = os.environ.get("DYNWF_ISOLATE_PARENT")
     if parent:
         die_with_parent(int(parent))
-    install()
     limit_mb = int(os.environ.get("DYNWF_ISOLATE_MEMORY_MB", "0"))
     if limit_mb:
         cap = limit_mb * 1024 * 1024
@@ -423,7 +487,13 @@ async def _warm_up_engine(msg: dict[str, Any]) -> Any:
     return None
 
 
-async def warm_up(where: Path) -> None:
+def _claimed(fd: int) -> Callable[[], bool]:
+    """Whether the engine has written to this isolate's socket: it was taken by a cold
+    load, which then waits for what this process does first."""
+    return lambda: bool(select.select([fd], [], [], 0)[0])
+
+
+async def warm_up(where: Path, claimed: Callable[[], bool] = lambda: False) -> None:
     """Load and run a tenant-shaped module once, as the engine would have this isolate do,
     over a socket pair inside this process, in a folder removed afterwards.
 
@@ -431,8 +501,12 @@ async def warm_up(where: Path) -> None:
     write to a page is a page fault that copies it (tens of µs each on a VM): loading a
     tenant and running its first pass writes some 400 pages. A spare does that here,
     while it waits, instead of on the cold tenant's first step. What fails here only
-    costs the warm-up.
+    costs the warm-up. It stops as soon as ``claimed()``: in a burst of new tenants a
+    spare is taken as soon as it is forked, and its load would wait for the warm-up
+    (some 6 ms of CPU) to save less than it costs.
     """
+    if claimed():
+        return
     folder = where / ".warm-up"
     ours, theirs = socket.socketpair()
     worker = Worker(folder, sandbox.Policy("off"))  # what it loads is dynwf's own module
@@ -440,12 +514,19 @@ async def warm_up(where: Path) -> None:
         folder.mkdir()
         engine = await Connection.open(theirs, _warm_up_engine)
         worker.conn = await Connection.open(ours, worker.handle)
-        code = {"mainModule": "_dynwf_warm_up.py", "modules": {"_dynwf_warm_up.py": WARM_UP_MODULE}}
-        await engine.request({"op": "load", "code": code, "bindings": []})
+        name = "_dynwf_warm_up.py"
+        code = {"mainModule": name, "modules": {name: WARM_UP_MODULE}}
+        # Sent compiled, as the engine sends code it has seen before (``_compiled``), so
+        # that path is warm too.
+        compiled = base64.b64encode(marshal.dumps(compile(WARM_UP_MODULE, name, "exec")))
+        load = {"op": "load", "code": code, "bindings": [], "optimize": sys.flags.optimize}
+        await engine.request({**load, "compiled": {name: compiled.decode()}})
         event = {"payload": {"k": 1}, "timestamp": "2026-04-01T00:00:00", "instanceId": "w"}
-        await engine.request({"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event})
+        if not claimed():
+            await engine.request({"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event})
         request = {"url": "http://localhost/", "method": "GET", "headers": {}, "body": ""}
-        await engine.request({"op": "fetch", "cls": None, "request": request})
+        if not claimed():
+            await engine.request({"op": "fetch", "cls": None, "request": request})
         await engine.close()
         await worker.conn.close()
         for _ in range(3):  # the transports' connection_lost callbacks run
@@ -456,6 +537,7 @@ async def warm_up(where: Path) -> None:
         ours.close()
         theirs.close()
         sys.modules.pop("_dynwf_warm_up", None)
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _SourceFinder)]
         with contextlib.suppress(ValueError):
             sys.path.remove(str(folder))
         shutil.rmtree(folder, ignore_errors=True)
@@ -470,9 +552,18 @@ def serve(forked: bool = False) -> None:
     runs ``warm_up`` in its module folder (no tenant code: before its own sandbox)."""
     root = os.environ.get("DYNWF_ISOLATE_ROOT")
     if forked and root:
-        with asyncio.Runner(loop_factory=_event_loop) as runner:
-            runner.run(warm_up(Path(root)))
+        claimed = _claimed(int(os.environ["DYNWF_ISOLATE_FD"]))
+        if not claimed():
+            with asyncio.Runner(loop_factory=_event_loop) as runner:
+                runner.run(warm_up(Path(root), claimed))
     booted = _boot(forked=forked)
+    if forked:
+        # A bare loop, not an asyncio.Runner: what a Runner adds (a SIGINT handler, the
+        # clean-up of tasks and generators at the end) is of no use to a forked isolate,
+        # which ends with os._exit when this returns, and it cost a burst of new tenants
+        # ~1 ms of CPU each.
+        _event_loop().run_until_complete(main(booted))
+        return
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         runner.run(main(booted))
 

@@ -15,7 +15,9 @@ import importlib.abc
 import importlib.machinery
 import inspect
 import itertools
+import json
 import logging
+import os
 import sys
 import types
 from collections import OrderedDict
@@ -26,6 +28,7 @@ from typing import Any, Literal
 from dynwf.compat._jsobject import JsMap, JsObject
 from dynwf.compat.pyodide_ffi import JsDoubleProxy
 from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main, deprecated
+from dynwf.dispatch._compiled import CompiledModules, optimize_level
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._outbound import INTERNET, Gateway, outbound_of
 from dynwf.dispatch._protocol import HOST_CALLS, is_error
@@ -66,6 +69,33 @@ class CodeLoadError(DynwfError):
     """A tenant's code failed to load (syntax or import error)."""
 
 
+def _write_modules(root: str, modules: Mapping[str, Any]) -> None:
+    """Write a worker's modules (as ``_module`` gives them) into its isolate's folder.
+
+    The engine writes them, before the load: the isolate imports its Python modules from
+    the load message and only reads the files (its tenant may, as on Cloudflare), so it
+    never holds write access to its own code. Names were checked by ``_module``; "x"
+    mode never writes through a file or link that is there already.
+    """
+    made = {root}
+    for name, module in modules.items():
+        path = os.path.join(root, name)
+        folder = os.path.dirname(path)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        if isinstance(module, str):
+            data = module.encode()
+        elif "text" in module:
+            data = module["text"].encode()
+        elif "json" in module:
+            data = json.dumps(module["json"]).encode()
+        else:
+            data = bytes.fromhex(module["data"])
+        with open(path, "xb") as f:
+            f.write(data)
+
+
 def _check_code(id: str, code: Any) -> dict[str, Any]:
     if isinstance(code, JsMap):
         raise ValidationError(
@@ -103,6 +133,12 @@ _MODULE_KINDS = ("py", "text", "json", "data")
 
 def _module(id: str, name: str, module: Any) -> Any:
     """A module as sent to the isolate: Python source as a string, else ``{kind: value}``."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise ValidationError(
+            f"get_code() for worker {id!r}: module name {name!r} must be a relative path "
+            "inside the worker (like 'worker.py' or 'lib/util.py'), without '..'"
+        )
     if isinstance(module, str):
         return module
     if isinstance(module, Mapping) and len(module) == 1:
@@ -139,8 +175,14 @@ class WorkerLoader:
         self.max_isolates = max_isolates
         self.limits = limits or IsolateLimits()
         self._workers: OrderedDict[str, WorkerStub] = OrderedDict()
+        # The workers holding an isolate (``WorkerStub._isolate``), and when each was last
+        # asked for: ``_make_room`` looks at these, not at every worker ever asked for (a
+        # burst of new tenants makes thousands of those).
+        self._holding: set[WorkerStub] = set()
+        self._uses = itertools.count()
         self._pool = IsolatePool(self.limits, idle_seconds=idle_seconds, on_evict=self._idle_evict)
         self._gateway = Gateway(lambda: self.platform)  # the workers' outbound fetch calls
+        self._compiled = CompiledModules()  # tenant modules the isolates need not compile
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
         self._starting = asyncio.Semaphore(STARTING)
@@ -170,6 +212,7 @@ class WorkerLoader:
         else:
             stub._get_code = get_code  # the latest dispatcher's closure, for reloads
         self._workers.move_to_end(id)
+        stub._used = next(self._uses)
         return stub
 
     async def reload(self) -> dict[str, str | None]:
@@ -193,6 +236,7 @@ class WorkerLoader:
         del self._workers[stub.id]
         stub.id = new_id
         self._workers[new_id] = stub
+        stub._used = next(self._uses)
         base = dict(stub._code or {})
         stub._get_code = lambda: JsObject({**base, **update})
         return new_id
@@ -237,9 +281,10 @@ class WorkerLoader:
         """
         deadline = asyncio.get_running_loop().time() + 5.0
         while True:
-            live = [
-                s for s in self._workers.values() if s._isolate is not None and s._isolate.alive
-            ]
+            live = sorted(
+                (s for s in self._holding if s._isolate is not None and s._isolate.alive),
+                key=lambda s: s._used,  # least recently asked for first
+            )
             if len(live) < self.max_isolates:
                 return
             idle = [s for s in live if s._isolate is not None and not s._isolate.busy]
@@ -252,6 +297,7 @@ class WorkerLoader:
         await self.evict_all()
         await self._pool.close()
         await self._gateway.close()
+        self._compiled.close()
 
     def replace_if_blocked(self, iso: Isolate, id: str, key: str) -> None:
         """The engine ended an attempt of ``key`` in ``iso`` at its timeout: if the isolate
@@ -290,12 +336,26 @@ class WorkerStub:
     def __init__(self, loader: WorkerLoader, id: str, get_code: GetCode) -> None:
         self.loader, self.id, self._get_code = loader, id, get_code
         self._code: dict[str, Any] | None = None
-        self._isolate: Isolate | None = None
+        self._used = 0  # when the loader last gave it out (its LRU order)
+        self._held: Isolate | None = None
         self._module: types.ModuleType | None = None
         self._lock = asyncio.Lock()
         self._bindings: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
         self.broken: str | None = None  # the load error of the newest code, if it failed
+
+    @property
+    def _isolate(self) -> Isolate | None:
+        """The isolate running (or loading) this worker's code."""
+        return self._held
+
+    @_isolate.setter
+    def _isolate(self, iso: Isolate | None) -> None:
+        self._held = iso
+        if iso is None:
+            self.loader._holding.discard(self)
+        else:
+            self.loader._holding.add(self)
 
     def getEntrypoint(self, name: str | None = None, options: Any = None) -> EntrypointStub:
         return EntrypointStub(self, name)
@@ -384,7 +444,15 @@ class WorkerStub:
                 plain[k] = v
         return plain, bindings
 
-    async def isolate(self) -> Isolate:
+    async def isolate(self, then: Callable[[Isolate], None] | None = None) -> Isolate:
+        """The isolate running this worker's code, loaded now if it is not.
+
+        ``then(iso)`` is called when the code is loaded now, right after the load
+        request is queued, so what it sends (a pass's ``run``) goes out in the same
+        write and the isolate runs it as soon as the code is imported, without a
+        round trip in between; ``iso`` may still fail to load (the returned isolate is
+        then another one, or this raises).
+        """
         async with self._lock:
             if self._isolate is not None and self._isolate.alive:
                 self._isolate.last_used = asyncio.get_running_loop().time()
@@ -395,7 +463,7 @@ class WorkerStub:
             # code ran (a spare killed while it waited): one more try, in a new process.
             for tries_left in (1, 0):
                 try:
-                    iso = await self._load(code, plain)
+                    iso = await self._load(code, plain, then)
                 except ConnectionLost:
                     if tries_left:
                         log.info("worker %r: its isolate exited while loading; again", self.id)
@@ -406,7 +474,12 @@ class WorkerStub:
                 return iso
             raise AssertionError("unreachable")
 
-    async def _load(self, code: dict[str, Any], plain: dict[str, Any]) -> Isolate:
+    async def _load(
+        self,
+        code: dict[str, Any],
+        plain: dict[str, Any],
+        then: Callable[[Isolate], None] | None = None,
+    ) -> Isolate:
         """Start an isolate and load the code in it; ``ConnectionLost`` if the process exits."""
         # A process first (forked ahead, up to STARTING at once, so the template forks
         # the next tenants' while this one waits for its slot), then the slot.
@@ -422,10 +495,27 @@ class WorkerStub:
         iso.worker, iso.bindings = self.id, frozenset(self._bindings)
         iso.busy += 1  # not idle, so another cold load's _make_room does not evict it
         try:
+            if iso.root:
+                try:
+                    _write_modules(iso.root, code["modules"])
+                except OSError as exc:
+                    if not iso.alive:  # its folder went with it
+                        raise ConnectionLost("the isolate exited before its load") from None
+                    error = {"name": type(exc).__name__, "message": f"writing its modules: {exc}"}
+                    raise RemoteError(error) from None
             sent = {k: v for k, v in code.items() if k != "globalOutbound"}
-            await iso.conn.request(
-                {"op": "load", "code": {**sent, "env": plain}, "bindings": sorted(self._bindings)}
-            )
+            load: dict[str, Any] = {
+                "op": "load",
+                "code": {**sent, "env": plain},
+                "bindings": sorted(self._bindings),
+            }
+            compiled = self.loader._compiled.lookup(code["modules"])
+            if compiled:
+                load["compiled"], load["optimize"] = compiled, optimize_level()
+            loaded = iso.conn.send_request(load, flush=then is None)
+            if then is not None:
+                then(iso)  # sends with the load, in one write
+            await loaded
         except (RemoteError, ConnectionLost) as exc:
             self._isolate = None
             self.loader.warm(SPARE_DELAY)
@@ -626,53 +716,69 @@ class EntrypointStub:
                 fetch_route.reset(route)
                 own.close()
                 w._runs.pop(token, None)
-        try:
-            iso = await w.isolate()
-        except CodeLoadError as exc:
-            w.broken = str(exc)
-            raise PassParked(str(exc)) from None
-        except Exception as exc:  # get_code() failed or returned no usable code
-            w._code = None  # ask get_code again on the next pass
-            raise PassParked(f"worker {w.id!r}: {_failure(exc)}") from None
         token = f"r{next(_runs)}"
-        w._runs[token] = (step.host, iso)
-        if hasattr(step.host, "on_timeout"):
-            step.host.on_timeout = lambda key: w.loader.replace_if_blocked(iso, w.id, key)
-        iso.busy += 1
-        w.loader.spin_hint(iso, getattr(step.host, "engine", None))
-        n = iso.conn.request_id()
         payload = {**event, "timestamp": _iso(event.get("timestamp"))}
-        try:
-            return await iso.conn.request(
-                {"op": "run", "run": token, "cls": self.name, "event": payload}, id=n
-            )
-        except ConnectionLost:
-            if not iso.closing:
-                # Not evicted: the process died or was killed for what its code did. A
-                # callback told to run that never reported beginning ran into it (it exits,
-                # spins or blows up before its first suspension point): it counts.
-                lost = getattr(step.host, "callbacks_lost", None)
-                if lost is not None:
-                    lost()
-            reason = iso.killed_for or "its process exited"
-            raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
-        except RemoteError as exc:
-            from dynwf.engine import error_from_dict
+        # The run requests sent, one per isolate tried: a cold load sends the run with
+        # the code (``isolate(then=...)``), and a process that dies while loading is
+        # replaced by another, which is sent the run again.
+        sent: list[tuple[Isolate, int, asyncio.Future[Any]]] = []
 
-            if not is_error(exc.error):
-                iso.kill(f"worker {w.id!r} ended a run with a malformed error")
-                raise PassInterrupted(f"worker {w.id!r} sent a malformed error") from None
-            raise error_from_dict(exc.error) from None
+        def send(iso: Isolate) -> None:
+            w._runs[token] = (step.host, iso)
+            if hasattr(step.host, "on_timeout"):
+                step.host.on_timeout = lambda key: w.loader.replace_if_blocked(iso, w.id, key)
+            iso.busy += 1
+            w.loader.spin_hint(iso, getattr(step.host, "engine", None))
+            n = iso.conn.request_id()
+            msg = {"op": "run", "run": token, "cls": self.name, "event": payload}
+            sent.append((iso, n, iso.conn.send_request(msg, id=n)))
+
+        try:
+            try:
+                iso = await w.isolate(then=send)
+            except CodeLoadError as exc:
+                w.broken = str(exc)
+                raise PassParked(str(exc)) from None
+            except Exception as exc:  # get_code() failed or returned no usable code
+                w._code = None  # ask get_code again on the next pass
+                raise PassParked(f"worker {w.id!r}: {_failure(exc)}") from None
+            if not sent or sent[-1][0] is not iso:
+                send(iso)  # it was loaded already
+            try:
+                return await sent[-1][2]
+            except ConnectionLost:
+                if not iso.closing:
+                    # Not evicted: the process died or was killed for what its code did. A
+                    # callback told to run that never reported beginning ran into it (it
+                    # exits, spins or blows up before its first suspension point): it counts.
+                    lost = getattr(step.host, "callbacks_lost", None)
+                    if lost is not None:
+                        lost()
+                reason = iso.killed_for or "its process exited"
+                raise PassInterrupted(f"worker {w.id!r} isolate stopped: {reason}") from None
+            except RemoteError as exc:
+                from dynwf.engine import error_from_dict
+
+                if not is_error(exc.error):
+                    iso.kill(f"worker {w.id!r} ended a run with a malformed error")
+                    raise PassInterrupted(f"worker {w.id!r} sent a malformed error") from None
+                raise error_from_dict(exc.error) from None
         except asyncio.CancelledError:
-            if iso.alive:
-                iso.conn.notify({"op": "cancel", "target": n})
+            for tried, n, reply in sent:
+                if (not reply.done() or reply.cancelled()) and tried.alive:
+                    tried.conn.notify({"op": "cancel", "target": n})
             raise
         finally:
-            iso.busy -= 1
             w._runs.pop(token, None)
-            iso.run_ended(token)
-            if iso.conn.doorbell is not None:
-                iso.conn.doorbell.hint = False  # until a pass runs in it again
+            for tried, _n, reply in sent:
+                tried.busy -= 1
+                tried.run_ended(token)
+                if tried.conn.doorbell is not None:
+                    tried.conn.doorbell.hint = False  # until a pass runs in it again
+                if reply.done() and not reply.cancelled():
+                    reply.exception()  # one whose load failed: its error is the load's
+                else:
+                    reply.cancel()
             for task in run_tasks(step.host):
                 task.cancel()
 

@@ -147,6 +147,20 @@ class Connection(asyncio.Protocol):
         finally:
             self._waiting.pop(n, None)
 
+    def send_request(
+        self, msg: dict[str, Any], *, id: int | None = None, flush: bool = True
+    ) -> asyncio.Future[Any]:
+        """Send ``msg`` now and return the future of its reply (``request`` without the
+        wait: several requests can be in flight, and go out in one write with
+        ``flush=False`` on all but the last)."""
+        n = id if id is not None else next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue({**msg, "id": n})
+        self._waiting[n] = fut  # removed when its reply comes (``_dispatch``)
+        if flush:
+            self._flush()
+        return fut
+
     def request_id(self) -> int:
         return next(self._ids)
 
@@ -217,7 +231,7 @@ class Connection(asyncio.Protocol):
         if not isinstance(msg, dict):
             raise TypeError(f"a message must be a JSON object, got {type(msg).__name__}")
         if "re" in msg:
-            fut = self._waiting.get(msg["re"])
+            fut = self._waiting.pop(msg["re"], None)
             if fut is not None and not fut.done():
                 if msg.get("ok"):
                     fut.set_result(msg.get("value"))

@@ -6,8 +6,8 @@ no processes and no signals beyond itself (seccomp), an environment without the
 engine's variables, and a file-size cap; its protocol socket to the engine is its only
 channel out. Two entry points put a process in it: ``confine_shared`` (what every
 isolate shares, once per process or template) and ``confine_isolate`` (per isolate,
-before its tenant's code is imported); ``seal_modules`` ends write access to the
-modules once they are written. ``probe`` says, at start, what this kernel lacks;
+before its tenant's code is imported; its modules folder is read-only to it, the
+engine writes the modules there). ``probe`` says, at start, what this kernel lacks;
 ``policy_from_env``/``configure`` read ``--sandbox``, ``DYNWF_SANDBOX`` and
 ``DYNWF_SANDBOX_ALLOW``.
 """
@@ -22,7 +22,6 @@ from dynwf.sandbox._apply import (
     confine_shared,
     isolate_environ,
     runtime_paths,
-    seal_modules,
 )
 from dynwf.sandbox._policy import ALLOW_VAR, MODE_VAR, MODES, Mode, Policy, configure
 from dynwf.sandbox._policy import from_env as policy_from_env
@@ -45,6 +44,5 @@ __all__ = [
     "policy_from_env",
     "probe",
     "runtime_paths",
-    "seal_modules",
     "startup_notice",
 ]

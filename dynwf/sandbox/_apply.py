@@ -1,4 +1,4 @@
-"""Putting an isolate process in the sandbox: the shared part, the per-isolate part, the seal.
+"""Putting an isolate process in the sandbox: the part isolates share, and each one's own.
 
 Each function returns the protections it could not apply (``Missing`` rows); under
 ``require`` a missing protection raises ``SandboxUnavailableError`` instead.
@@ -188,10 +188,10 @@ def runtime_paths() -> tuple[str, ...]:
 def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
     """The per-isolate part of the sandbox; returns the protections left off.
 
-    After it, this process can read the Python runtime (``runtime_paths``) and read and
-    write ``modules`` (the folder its tenant's code is written to; ``seal_modules`` takes
-    the write access away once it is written) and the ``policy.allow`` folders, nothing
-    else of the filesystem (Landlock); it cannot connect or bind TCP, nor signal any
+    After it, this process can read the Python runtime (``runtime_paths``) and
+    ``modules`` (the folder the engine writes its tenant's code to; the isolate never
+    writes there), read and write the ``policy.allow`` folders, and nothing else of the
+    filesystem (Landlock); it cannot connect or bind TCP, nor signal any
     process but itself; it cannot start processes, open sockets, trace or read other
     processes, or make namespaces, mounts or io_uring (seccomp); no file it writes grows
     past ``MAX_FILE_BYTES``; no core dumps. An audit hook turns the refused calls that
@@ -212,8 +212,8 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
     missing: list[Missing] = []
     pid = os.getpid()
     root = os.path.abspath(modules)
-    read = list(runtime_paths())
-    write = [root, *policy.allow, "/dev/null"]
+    read = [*runtime_paths(), root]
+    write = [*policy.allow, "/dev/null"]
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != cwd]
     os.chdir(root)  # as on Cloudflare, where a Worker's modules are its working directory
@@ -241,16 +241,3 @@ def confine_isolate(policy: Policy, modules: str | Path) -> list[Missing]:
     _state.hook = _hook.Hook(pid, read, write)
     _hook.install(_state.hook)
     return _refuse(policy, missing)
-
-
-def seal_modules(policy: Policy) -> None:
-    """Take write access to the modules folder away, once the tenant's code is written
-    there and before it is imported: from then on only ``policy.allow`` is writable.
-    Call after ``confine_isolate``; nothing when it applied no Landlock."""
-    if not policy.on:
-        return
-    write = [*policy.allow, "/dev/null"]
-    if _state.hook is not None:
-        _state.hook.seal(write)
-    if _state.landlock:
-        _landlock.restrict(_state.landlock, read=(), write=write, reads_too=False)

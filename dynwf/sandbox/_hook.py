@@ -49,15 +49,12 @@ class _Paths:
 
 
 class Hook:
-    """The hook's state: which paths may be read and written (``seal`` narrows writes)."""
+    """The hook's state: which paths may be read and written."""
 
     def __init__(self, pid: int, read: Iterable[str], write: Iterable[str]) -> None:
         self.pid = pid
         self.write = _Paths(write)
         self.read = _Paths([*read, *self.write.roots])
-
-    def seal(self, write: Iterable[str]) -> None:
-        self.write = _Paths(write)
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         if event == "open":

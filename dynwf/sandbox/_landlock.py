@@ -89,6 +89,21 @@ def restrict(
     Paths that do not exist are skipped; those given to ``prepare`` cost no lookup.
     Raises OSError when the kernel refuses.
     """
+    try:
+        enforce(ruleset(version, read=read, write=write, reads_too=reads_too))
+    finally:
+        forget()
+
+
+def ruleset(
+    version: int,
+    *,
+    read: Iterable[str | Path],
+    write: Iterable[str | Path],
+    reads_too: bool = True,
+) -> int:
+    """The ruleset ``restrict`` applies, built but not enforced: a descriptor for
+    ``enforce`` (building is most of the cost, so it can be done ahead)."""
     handled = _handled(version) if reads_too else _writes(version)
     fields = [handled]
     if version >= 4:
@@ -96,15 +111,23 @@ def restrict(
     if version >= 6:
         fields.append(_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL)
     attr = ctypes.create_string_buffer(struct.pack(f"={len(fields)}Q", *fields))
-    ruleset = syscall(_CREATE_RULESET, ctypes.addressof(attr), len(attr.raw), 0)
+    fd = syscall(_CREATE_RULESET, ctypes.addressof(attr), len(attr.raw), 0)
     try:
         grants = [(p, READ & handled) for p in read] + [(p, handled) for p in write]
         for path, access in grants:
-            _add(ruleset, str(path), access)
+            _add(fd, str(path), access)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def enforce(ruleset: int) -> None:
+    """Restrict this process to a ruleset from ``ruleset`` (and close it)."""
+    try:
         syscall(_RESTRICT_SELF, ruleset, 0)
     finally:
         os.close(ruleset)
-        forget()
 
 
 # path -> (an O_PATH descriptor, whether it is a folder), opened once by ``prepare``.
@@ -152,4 +175,4 @@ def _add_fd(ruleset: int, fd: int, access: int) -> None:
         syscall(_ADD_RULE, ruleset, _PATH_BENEATH, ctypes.addressof(rule), 0)
 
 
-__all__ = ["READ", "abi", "forget", "prepare", "restrict"]
+__all__ = ["READ", "abi", "enforce", "forget", "prepare", "restrict", "ruleset"]
