@@ -50,7 +50,7 @@ Definitions:
   the first figure is NaN: which is why no test asserts that spinning happened.
 - **1,000 tenants**: ``--tenants`` tenants, one 3-step instance each, all created at
   once (``create()`` calls gathered 100 at a time). Total time from the first create
-  until all are complete; memory is sampled every 250 ms as the engine process's RSS
+  until all are complete; memory is sampled (by a separate process) every 250 ms as the engine process's RSS
   plus the RSS of every child process (the live isolates and the spares), and every
   second (reading PSS costs a page-table walk per process) as the PSS sum. The loader
   caps live isolates at ``--max-isolates`` (default 64, LRU).
@@ -84,7 +84,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -390,12 +389,12 @@ def _children_by_scan(parent: int) -> list[int]:
 class MemSampler:
     """Peak of (engine RSS + children's RSS) and of the PSS sum, sampled periodically.
 
-    RSS comes from /proc/<pid>/statm every ``every`` s; PSS from smaps_rollup, every
-    ``pss_every``-th sample only, in a thread. The kernel walks a process's page tables
-    to make smaps_rollup: reading it (and scanning all of /proc for the children) for
-    ~70 processes every 100 ms on the engine's event loop took ~74 ms of each 100 ms
-    (measured: the 1,000-tenant run took 13.9 s with it, 9.8 s without), so the
-    sampler was most of what it measured.
+    The sampling runs in its own process (this script with ``--sample-memory PID``):
+    the kernel walks a process's page tables to make smaps_rollup, and reading it (and
+    scanning /proc for the children) for ~70 processes every 100 ms on the engine's
+    event loop took ~74 ms of each 100 ms; in a thread of the engine it still cost the
+    1,000-tenant run ~1.3 s of GIL. RSS (statm) every ``every`` s, PSS every
+    ``pss_every``-th sample; one last sample of both when the block ends.
     """
 
     def __init__(self, every: float = 0.25, pss_every: int = 4) -> None:
@@ -403,38 +402,43 @@ class MemSampler:
         self.peak_rss_kb = self.peak_pss_kb = self.peak_children = 0
         self.engine_rss_at_peak_kb = 0
         self._samples = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[str] | None = None
 
-    def sample(self, pss: bool = False) -> None:
-        me = os.getpid()
-        kids = _children(me)
-        own_rss = _rss_kb(me)
-        rss = own_rss + sum(_rss_kb(pid) for pid in kids)
+    def sample(self, pid: int, pss: bool = False) -> None:
+        kids = _children(pid)
+        own_rss = _rss_kb(pid)
+        rss = own_rss + sum(_rss_kb(kid) for kid in kids)
         if rss > self.peak_rss_kb:
             self.peak_rss_kb, self.engine_rss_at_peak_kb = rss, own_rss
         self.peak_children = max(self.peak_children, len(kids))
         self._samples += 1
         if pss or self._samples % self.pss_every == 1:
-            total = _mem_kb(me)[1] + sum(_mem_kb(pid)[1] for pid in kids)
+            total = _mem_kb(pid)[1] + sum(_mem_kb(kid)[1] for kid in kids)
             self.peak_pss_kb = max(self.peak_pss_kb, total)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            self.sample()
+    def serve(self, pid: int) -> None:
+        """In the sampling process: sample ``pid`` until stdin closes, then print the peaks."""
+        import select
+
+        while not select.select([sys.stdin], [], [], self.every)[0]:
+            self.sample(pid)
+        self.sample(pid, pss=True)
+        print(json.dumps(self._peaks()), flush=True)
+
+    def _peaks(self) -> dict[str, int]:
+        keys = ("peak_rss_kb", "peak_pss_kb", "peak_children", "engine_rss_at_peak_kb")
+        return {k: getattr(self, k) for k in keys}
 
     def __enter__(self) -> MemSampler:
-        # A thread, not a task on the engine's loop: reading /proc releases the GIL, so
-        # the engine runs on while the kernel makes the numbers.
-        self._thread = threading.Thread(target=self._loop, name="mem-sampler", daemon=True)
-        self._thread.start()
+        cmd = [sys.executable, __file__, "--sample-memory", str(os.getpid())]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.sample(pss=True)
+        assert self._proc is not None
+        out, _ = self._proc.communicate(timeout=120)
+        for key, value in json.loads(out).items():
+            setattr(self, key, value)
 
 
 # -- scenarios (each runs in its own subprocess and returns its metrics) --------------
@@ -961,10 +965,14 @@ def main() -> int:
         action="store_true",
         help="start isolates as fresh interpreters, not forked from the template (to compare)",
     )
+    ap.add_argument("--sample-memory", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--scenario", help=argparse.SUPPRESS)
     ap.add_argument("--opts", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    if args.sample_memory:
+        MemSampler().serve(args.sample_memory)
+        return 0
     if args.scenario:
         print(json.dumps(harness.run_scenario(SCENARIOS, args.scenario, json.loads(args.opts))))
         return 0

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -135,6 +134,13 @@ class Isolate:
 
     @property
     def alive(self) -> bool:
+        """Not seen to end (cheap: what the event loop has read so far)."""
+        return not self.conn.closed.done() and self.proc.returncode is None
+
+    def usable(self) -> bool:
+        """Alive, asking the socket now: a process that died since the loop last looked
+        is not sent a request as if it were alive (one system call; for the moment of
+        use, not for scans)."""
         return self.proc.returncode is None and not self.conn.peer_closed()
 
     def attempt_started(self, token: str) -> None:
@@ -178,7 +184,7 @@ class Isolate:
             self.killed_for = reason
             (log.debug if quiet else log.warning)("isolate pid %s killed: %s", self.pid, reason)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                self.proc.kill()
 
     async def close(self, *, wait: bool = True) -> None:
         """Stop the process; ``wait=False`` does not wait for it to exit (an eviction:
@@ -383,7 +389,7 @@ class IsolatePool:
         # tenant's import and its first step.
         spare = self._spares.popleft() if self._spares else None
         got = await spare if spare is not None else None
-        if got is not None and not got.isolate.alive:
+        if got is not None and not got.isolate.usable():
             log.info("the spare isolate (pid %s) had exited; starting another", got.proc.pid)
             await got.isolate.close()
             got = None

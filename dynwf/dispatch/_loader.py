@@ -454,7 +454,7 @@ class WorkerStub:
         then another one, or this raises).
         """
         async with self._lock:
-            if self._isolate is not None and self._isolate.alive:
+            if self._isolate is not None and self._isolate.usable():
                 self._isolate.last_used = asyncio.get_running_loop().time()
                 return self._isolate
             code = await self._code_dict()

@@ -43,8 +43,9 @@ class ForkedProcess:
     """An isolate forked by the template: the part of ``asyncio.subprocess.Process`` the
     pool uses. Its parent is the template, which reports its exit."""
 
-    def __init__(self, pid: int, root: str) -> None:
+    def __init__(self, pid: int, root: str, template: Template | None = None) -> None:
         self.pid, self.root = pid, root
+        self._template = template
         self.returncode: int | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -58,7 +59,11 @@ class ForkedProcess:
         return await asyncio.shield(self._exited)
 
     def kill(self) -> None:
+        """SIGKILL it: by its template, so the process dying (its memory freed, ~1 ms
+        when it is woken on this CPU) does not hold up the engine's loop."""
         if self.returncode is None:
+            if self._template is not None and self._template.kill_child(self.pid):
+                return
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
@@ -145,6 +150,16 @@ class Template:
             self._forks.pop(n, None)
         return child
 
+    def kill_child(self, pid: int) -> bool:
+        """Ask the template to SIGKILL its isolate ``pid``; False if it cannot be asked."""
+        if not self.alive:
+            return False
+        try:
+            self._sock.send(json.dumps({"kill": pid}).encode())
+        except OSError:  # a full buffer, or the template is gone
+            return False
+        return True
+
     def _readable(self) -> None:
         while True:
             try:
@@ -169,7 +184,8 @@ class Template:
                 if "pid" in msg:
                     # Known from here on: its "exited" may come in this very read, before
                     # the fork() waiting for it runs again.
-                    child = self._children[msg["pid"]] = ForkedProcess(msg["pid"], msg["root"])
+                    child = ForkedProcess(msg["pid"], msg["root"], self)
+                    self._children[msg["pid"]] = child
                     waiter.set_result(child)
                 else:
                     waiter.set_exception(TemplateError(f"forking an isolate: {msg.get('error')}"))

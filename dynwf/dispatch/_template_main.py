@@ -11,7 +11,9 @@ Messages are JSON, one per packet. The engine sends ``{"fork": n, "env": {...},
 then its doorbell if any); the template makes the isolate's module folder, forks, and
 answers ``{"forked": n, "pid": p, "root": folder}`` (or ``{"forked": n, "error": why}``),
 and ``{"exited": p, "code": c}`` once it has reaped an isolate (its parent is this
-process, not the engine) and removed its folder. ``{"ready": pid}`` is sent once, when the template is prepared.
+process, not the engine) and removed its folder. ``{"kill": p}`` from the engine SIGKILLs
+its isolate ``p`` (an eviction). ``{"ready": pid}`` is sent once, when the template is
+prepared.
 
 Lifetimes: the template dies with the engine and each isolate with the template
 (``PR_SET_PDEATHSIG``), so killing the engine outright takes everything down.
@@ -118,6 +120,13 @@ def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> No
     _send(control, {"forked": request["fork"], "pid": pid, "root": root})
 
 
+def _kill(pid: object) -> None:
+    """SIGKILL one of this template's isolates (the engine evicts it); nothing else."""
+    if isinstance(pid, int) and pid in _ROOTS:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def serve(control: socket.socket) -> None:
     """Answer fork requests until the engine closes its end."""
     wake_r, wake_w = os.pipe()
@@ -144,7 +153,11 @@ def serve(control: socket.socket) -> None:
                 if not data:
                     return  # the engine closed its end (it stops, or it died)
                 try:
-                    _fork(control, json.loads(data), fds)
+                    request = json.loads(data)
+                    if "kill" in request:
+                        _kill(request["kill"])
+                    else:
+                        _fork(control, request, fds)
                 finally:
                     for fd in fds:
                         os.close(fd)  # the child has its copies
