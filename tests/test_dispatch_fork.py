@@ -120,6 +120,27 @@ async def test_fork_template_killed_is_replaced_and_tenants_are_served_again(
     assert parent_of(new_template) == os.getpid()
 
 
+async def test_fork_evicted_isolate_is_killed_by_its_template(make_project: Any) -> None:
+    p = await make_project()
+    pid, template_pid, _ = await probe(p, "probe")
+    loader = p.loaders["LOADER"]
+    template = loader._pool._template
+    assert template is not None and template.proc.pid == template_pid
+    sent: list[int] = []
+    ask = template.kill_child
+
+    def kill_child(child: int) -> bool:
+        sent.append(child)
+        return ask(child)
+
+    template.kill_child = kill_child
+    assert await loader.evict("probe")
+    await until(lambda: not running(pid), "the evicted isolate to exit")
+    assert sent == [pid]  # asked of the template, which reaps it and reports its exit
+    again, same_template, _ = await probe(p, "probe")  # loaded again, forked again
+    assert again != pid and same_template == template_pid
+
+
 async def test_fork_pool_close_stops_the_template_and_every_isolate(make_project: Any) -> None:
     p = await make_project()
     pid, template_pid, _ = await probe(p, "probe")
