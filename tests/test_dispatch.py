@@ -486,3 +486,45 @@ async def test_dispatch_spinning_waits_for_an_idle_core(
     await _until(lambda: pool.idle_core)
     pool._cores = 1
     assert not pool.idle_core  # nobody spins on a single core
+
+
+async def test_dispatch_a_fresh_pass_begins_its_first_step_without_asking(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pass with nothing journaled knows its first step.do's answer: the isolate begins
+    # it at once and tells the engine one way ("granted"). A later pass (a replay after
+    # the sleep) asks, as every other step does.
+    from dynwf.dispatch import _protocol
+
+    calls: list[tuple[str, bool]] = []
+    check = _protocol.check
+
+    def spy(msg: dict[str, Any], bindings: Any) -> str | None:
+        if msg.get("op") == "host":
+            calls.append((f"{msg['method']} {msg['args'][0]}", msg.get("id") is not None))
+        return check(msg, bindings)
+
+    monkeypatch.setattr(_protocol, "check", spy)
+    p = await make_project()
+    await post(p, "acme", {"id": "g1", "params": {"name": "ann"}})
+    await p.engine.wait_until_idle(timeout=300)
+    first = list(calls)
+    assert first[0] == ("granted do:hello#1", False)  # one way: no round trip
+    assert ("do_begin do:hello#1", True) not in first
+    p.engine.clock.advance("1 hour")
+    await p.engine.wait_until_idle(timeout=300)
+    later = calls[len(first) :]
+    assert not any(c.startswith("granted") for c, _ in later)
+    assert ("do_begin do:hello#1", True) in later and ("do_begin do:shout#1", True) in later
+    status = await (await binding(p, "acme").get("g1")).status()
+    assert status["output"]["text"] == "HELLO ANN FROM ACME"
+    (st,) = [st for st in p.engine.all_states() if st.id == "g1"]
+    assert [len(s.attempts) for s in st.steps.values() if s.kind == "do"] == [1, 1]
+
+
+def test_dispatch_protocol_takes_granted_one_way_only() -> None:
+    from dynwf.dispatch import _protocol
+
+    msg = {"op": "host", "run": "r1", "method": "granted", "args": ["do:a#1", "a", 1, None]}
+    assert _protocol.check(msg, ()) is None
+    assert "one way" in (_protocol.check({**msg, "id": 3}, ()) or "")

@@ -41,6 +41,7 @@ from dynwf.engine import (
     DoBegin,
     Outcome,
     error_from_dict,
+    resolve_step_config,
 )
 from dynwf.workers import Request, install
 from dynwf.workers._context import ExecutionContext
@@ -57,11 +58,17 @@ BEGIN_SPIN_S = 0.002
 class RemoteHost:
     """The StepHost of a pass whose engine side lives in the engine process."""
 
-    def __init__(self, conn: Connection, run: str, compatibility_date: str) -> None:
+    def __init__(
+        self, conn: Connection, run: str, compatibility_date: str, *, grant: bool = False
+    ) -> None:
         self._conn, self._run = conn, run
         self.compatibility_date = compatibility_date
+        # The engine granted this pass's first step.do (a fresh pass: its answer is
+        # known): it begins at once and the engine is told one way (``granted``).
+        self._grant = grant
 
     async def _call(self, method: str, *args: Any, soon: float = 0.0) -> Any:
+        self._grant = False  # the grant is for the pass's first host call only
         try:
             return await self._conn.request(
                 {"op": "host", "run": self._run, "method": method, "args": list(args)},
@@ -71,6 +78,25 @@ class RemoteHost:
             raise error_from_dict(exc.error) from None
 
     async def do_begin(self, key: str, name: str, count: int, config: Any) -> DoBegin:
+        if self._grant:
+            self._grant = False
+            try:
+                cfg = resolve_step_config(config, step=name)
+            except Exception:
+                pass  # the engine says what is wrong with it, as without the grant
+            else:
+                self._conn.notify(
+                    {
+                        "op": "host",
+                        "run": self._run,
+                        "method": "granted",
+                        "args": [key, name, count, config],
+                    },
+                    # Written now, before the callback runs: one that blocks this loop or
+                    # ends the process must still count as an attempt that began.
+                    now=True,
+                )
+                return ("run", 1, cfg.as_dict(), cfg.timeout_ms)
         bell = self._conn.doorbell
         soon = BEGIN_SPIN_S if bell is not None and bell.hint else 0.0
         return tuple(await self._call("do_begin", key, name, count, config, soon=soon))
@@ -326,7 +352,10 @@ class Worker:
         event = TenantEvent(msg["event"])
         if isinstance(event.get("timestamp"), str):
             event["timestamp"] = datetime.fromisoformat(event["timestamp"])
-        step = TenantStep(RemoteHost(self.conn, msg["run"], self.compatibility_date))
+        host = RemoteHost(
+            self.conn, msg["run"], self.compatibility_date, grant=msg.get("grant") is True
+        )
+        step = TenantStep(host)
         try:
             return await cls(ExecutionContext(), self.env).run(event, step)
         finally:

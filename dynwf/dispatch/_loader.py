@@ -31,7 +31,7 @@ from dynwf.dispatch._api import TenantWorkflowBinding, current_env, current_main
 from dynwf.dispatch._compiled import CompiledModules, optimize_level
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, IsolatePool
 from dynwf.dispatch._outbound import INTERNET, Gateway, outbound_of
-from dynwf.dispatch._protocol import HOST_CALLS, is_error
+from dynwf.dispatch._protocol import HOST_CALLS, ONE_WAY, is_error
 from dynwf.dispatch._wire import ConnectionLost, RemoteError
 from dynwf.engine import PassInterrupted, PassParked, Step, WorkflowBinding
 from dynwf.errors import DynwfError, ValidationError
@@ -576,11 +576,23 @@ class WorkerStub:
         if run is None:
             # A one-way step report of a pass that already ended (cancelled, timed out):
             # nothing to record it in.
-            return msg.get("id") is None and msg.get("method") in ("began", "do_end")
+            return msg.get("id") is None and msg.get("method") in ONE_WAY
         host, iso = run
         method, args, n = msg.get("method"), msg["args"], msg.get("id")
         if method == "began" and n is None:
             host.began(args[0], args[1])  # here, not in a task: before the do_end after it
+            return True
+        if method == "granted":
+            try:
+                ok = host.begin_granted(*args)
+            except Exception as exc:  # a config the isolate accepted and the engine does not
+                ok, why = False, f"{type(exc).__name__}: {exc}"
+            else:
+                why = "it is not the pass's first step"
+            if not ok:
+                iso.kill(f"worker {self.id!r} began step {args[0]!r} on a grant: {why}")
+            else:
+                iso.attempt_started(f"{msg['run']}:{args[0]}")
             return True
         if method == "do_end" and args[0] not in host.inflight | host.timed_out:
             # (a late result of an attempt the engine timed out is expected, and ignored)
@@ -730,7 +742,10 @@ class EntrypointStub:
             iso.busy += 1
             w.loader.spin_hint(iso, getattr(step.host, "engine", None))
             n = iso.conn.request_id()
-            msg = {"op": "run", "run": token, "cls": self.name, "event": payload}
+            msg: dict[str, Any] = {"op": "run", "run": token, "cls": self.name, "event": payload}
+            grant = getattr(step.host, "grant_first_step", None)
+            if grant is not None and grant():
+                msg["grant"] = True  # its first step.do begins without a round trip
             sent.append((iso, n, iso.conn.send_request(msg, id=n)))
 
         try:

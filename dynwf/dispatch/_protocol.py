@@ -62,6 +62,8 @@ HOST_CALLS: Mapping[str, tuple[Check, ...]] = {
     "do_begin": (_str, _str, _int, _any),
     # key, attempt: the attempt's callback began (one way)
     "began": (_str, _int),
+    # key, name, count, config: the pass's first step.do, begun on the run's grant (one way)
+    "granted": (_str, _str, _int, _any),
     # key, attempt, ok, value, error, retryable[, delay ms: a dynamic retry delay's answer]
     "do_end": (_str, _int, _bool, _any, _opt(is_error), _bool, _opt(_int)),
     # key, name, count, ms, until
@@ -97,6 +99,10 @@ OUTBOUND_REQUEST: Mapping[str, Check] = {
 }
 
 
+# Host calls an isolate sends one way (no answer awaited).
+ONE_WAY = frozenset({"do_end", "began", "granted"})
+
+
 def _args(args: Any, shape: tuple[Check, ...], what: str) -> str | None:
     if isinstance(args, list) and len(args) == len(shape) - 1 and shape[-1](None):
         shape = shape[:-1]  # an optional last argument left out
@@ -120,8 +126,10 @@ def check(msg: dict[str, Any], bindings: Collection[str]) -> str | None:
             return f"unknown step-host method {_short(method)}"
         if not _str(msg.get("run")):
             return f"host call {method!r} names no run pass"
-        if n is None and method not in ("do_end", "began"):
-            return f"host call {method!r} sent one way (only began and do_end's result may be)"
+        if n is None and method not in ONE_WAY:
+            return f"host call {method!r} sent one way (only began, granted and do_end may be)"
+        if n is not None and method == "granted":
+            return "host call 'granted' is sent one way"
         why = _args(msg.get("args"), HOST_CALLS[method], method)
         if why is None and method == "do_end" and not msg["args"][2] and msg["args"][4] is None:
             return "do_end: a failed attempt without its error"

@@ -192,10 +192,13 @@ class Connection(asyncio.Protocol):
             self.spins += 1
             self.spin_hits += self.doorbell.wait(self._mark, budget_s)
 
-    def notify(self, msg: dict[str, Any]) -> None:
-        """Send ``msg`` one way, with the next request or reply, at the latest this loop turn."""
+    def notify(self, msg: dict[str, Any], *, now: bool = False) -> None:
+        """Send ``msg`` one way, with the next request or reply, at the latest this loop
+        turn; ``now``: written at once (with what is queued before it)."""
         self._queue(msg)
-        if self._flush_handle is None:
+        if now:
+            self._flush()
+        elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     # -- receiving (asyncio.Protocol) -------------------------------------------------

@@ -174,6 +174,35 @@ class Pass:
         self._configs[key] = cfg
         return self._attempt(key, 1, cfg, {"config": cfg.as_dict(), "name": name, "count": count})
 
+    def grant_first_step(self) -> bool:
+        """Whether this pass's first ``step.do`` may begin without asking (``begin_granted``):
+        a pass with nothing journaled, no test modifier, no boundary in sight. Its
+        ``("run", 1, ...)`` answer is then known in advance, and no fact it could depend
+        on exists; the engine learns of the attempt with its ``began``, as it would."""
+        return (
+            not self.st.steps
+            and self.mods is None
+            and not self._starting
+            and not self._at_boundary()
+            and self._do_count() < self.workflow.step_limit
+        )
+
+    def begin_granted(
+        self, key: str, name: str, count: int, config: Mapping[str, Any] | None
+    ) -> bool:
+        """The pass's first ``step.do`` began on the grant of ``grant_first_step``: set up
+        its attempt as ``begin_now`` does (deadline, ``began`` expected). False if it cannot
+        be this pass's first step (a misbehaving isolate)."""
+        if self.aborted:
+            return True  # the pass ended meanwhile: nothing to record it in
+        if self.st.steps or self._starting or self.requested:
+            return False
+        cfg = resolve_step_config(config, step=name)
+        self.requested.add(key)
+        self._configs[key] = cfg
+        self._attempt(key, 1, cfg, {"config": cfg.as_dict(), "name": name, "count": count})
+        return True
+
     def _do_count(self) -> int:
         """``step.do`` calls so far: journaled ones and first attempts about to begin."""
         return self.st.do_count + sum(1 for k in self._starting if k not in self.st.steps)
