@@ -244,17 +244,18 @@ class Journal:
         if tail and tail[0][1] > loaded + 1:
             # The tail starts after a gap: the facts between were loaded into a DuckDB
             # file that lost them since (its .wal).
-            self._refuse_loss(tail[0][1] - 1, loaded, accept_data_loss)
+            self._refuse_loss(last, tail[0][1] - 1, loaded, accept_data_loss)
             return loaded, []  # later facts of instances whose earlier ones are lost: dropped
         if last is not None and last.seq > have:
-            self._refuse_loss(last.seq, have, accept_data_loss)
+            self._refuse_loss(last, last.seq, have, accept_data_loss)
         return have, tail
 
-    def _refuse_loss(self, committed: int, have: int, accept_data_loss: bool) -> None:
+    def _refuse_loss(
+        self, last: Mark | None, committed: int, have: int, accept_data_loss: bool
+    ) -> None:
         """Facts ``have + 1 .. committed`` were committed and are gone: refuse, or (accepted)
         warn once."""
         assert self.path is not None
-        last = WriterMark(self.path).read()
         pid = last.pid if last is not None else "?"
         if not accept_data_loss:
             wal = _name(self.path, ".wal")
