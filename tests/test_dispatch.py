@@ -370,6 +370,56 @@ async def test_dispatch_tenant_code_loaded_again_keeps_its_file_names_and_lines(
     assert outputs == [expected] * 3
 
 
+NESTED = """
+class Tenant:
+    def run(self):
+        def inner():
+            raise ValueError("here")
+
+        return inner
+"""
+
+
+def _code_objects(code: Any) -> list[Any]:
+    found = [code]
+    for const in code.co_consts:
+        if hasattr(const, "co_filename"):
+            found += _code_objects(const)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "path", "fast"),
+    [
+        # The usual case: the placeholder's bytes are replaced, no code object rebuilt.
+        (NESTED, "/tmp/dynwf-isolate-1-x/worker.py", True),
+        # The placeholder's text is also a constant of the module: renamed one by one.
+        (f"NAME = {compiled_module.PLACEHOLDER!r}\n" + NESTED, "/tmp/i/worker.py", False),
+        # A path marshal would not write as a short ASCII string: renamed one by one.
+        (NESTED, "/tmp/\u00e9t\u00e9/worker.py", False),
+        (NESTED, "/tmp/" + "d" * 300 + "/worker.py", False),
+    ],
+)
+def test_dispatch_compiled_module_is_placed_under_the_isolates_file_name(
+    source: str, path: str, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = compiled_module.CompiledModules()
+    cache._pending[compiled_module._key("worker.py", source)] = source
+    cache._compile_pending()
+    (data,) = cache._data.values()
+    if fast:  # the byte replacement alone must name every code object
+        monkeypatch.setattr(compiled_module, "_renamed", None)
+    code = compiled_module.placed(data, path)
+    names = {c.co_filename for c in _code_objects(code)}
+    assert names == {path} and len(_code_objects(code)) >= 4
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # the module runs, its constants intact
+    assert namespace.get("NAME", compiled_module.PLACEHOLDER) == compiled_module.PLACEHOLDER
+    with pytest.raises(ValueError) as caught:
+        namespace["Tenant"]().run()()
+    assert caught.traceback[-1].frame.code.path == path  # what a traceback names
+
+
 KINDS_MAIN = """
 import json
 import os

@@ -11,6 +11,12 @@ nothing), off the cold path (``COMPILE_DELAY_S`` later), and then sent with ever
 later load of the same source, by any tenant, as ``marshal`` data under the module's
 name; the isolate sets its own folder as the file name (``placed``), so tracebacks
 name the file it wrote.
+
+The engine compiles under a placeholder file name (``PLACEHOLDER``). marshal writes a
+compiled module's file name once, as a short string, and every nested code object
+refers back to it, so ``placed`` renames the whole module by replacing those few bytes
+before it loads them; rebuilding each code object with ``code.replace`` (what it falls
+back to) was the largest part of a cold load's import.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ COMPILE_DELAY_S = 0.2
 MAX_SEEN = 4096
 
 Key = tuple[str, bytes]
+# The file name the engine compiles under, replaced by the isolate's own (``placed``):
+# ASCII and shorter than 256 bytes, so marshal writes it as a short string.
+PLACEHOLDER = "<dynwf: module file, renamed by the isolate>"
+_RECORD = bytes([len(PLACEHOLDER)]) + PLACEHOLDER.encode()
 
 
 def _key(name: str, source: str) -> Key:
@@ -87,7 +97,7 @@ class CompiledModules:
         pending, self._pending = self._pending, {}
         for key, source in pending.items():
             try:
-                code = compile(source, key[0], "exec", dont_inherit=True)
+                code = compile(source, PLACEHOLDER, "exec", dont_inherit=True)
             except (SyntaxError, ValueError):
                 continue  # the isolate compiles it, and reports the error as it should
             data = base64.b64encode(marshal.dumps(code)).decode()
@@ -112,7 +122,15 @@ def optimize_level() -> int:
 
 def placed(data: str, path: str) -> types.CodeType:
     """The code object of ``lookup``'s data, with ``path`` as its file name throughout."""
-    code = marshal.loads(base64.b64decode(data))
+    raw = base64.b64decode(data)
+    name = path.encode() if path.isascii() else b""
+    if 0 < len(name) < 256 and raw.count(_RECORD) == 1:
+        # The placeholder's one short-string record (its length byte, then its bytes)
+        # becomes the path's: the type byte before it is the same for both.
+        code = marshal.loads(raw.replace(_RECORD, bytes([len(name)]) + name))
+        if isinstance(code, types.CodeType) and code.co_filename == path:
+            return code
+    code = marshal.loads(raw)
     if not isinstance(code, types.CodeType):
         raise TypeError("compiled module data is not a code object")
     return _renamed(code, path)

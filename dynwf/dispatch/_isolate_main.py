@@ -276,15 +276,25 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
             return None
         loader = _SourceLoader(*found)
         file = loader.path
-        spec = importlib.util.spec_from_file_location(
-            fullname,
-            file,
-            loader=loader,
-            submodule_search_locations=[os.path.dirname(file)]
-            if loader.is_package(fullname)
-            else None,
-        )
+        package = loader.is_package(fullname)
+        spec = _Spec(fullname, loader, origin=file, is_package=package)
+        spec.has_location = True  # __file__ is the file the engine wrote
+        if package:
+            spec.submodule_search_locations = [os.path.dirname(file)]
         return spec
+
+
+class _Spec(importlib.machinery.ModuleSpec):
+    """A tenant module's spec, with no ``__cached__``: its bytecode is never written
+    (``sys.dont_write_bytecode``), so the path of a cache file is not worked out."""
+
+    @property  # type: ignore[override]
+    def cached(self) -> str | None:
+        return None
+
+    @cached.setter
+    def cached(self, value: str | None) -> None:
+        pass
 
 
 class Worker:

@@ -69,13 +69,17 @@ class CodeLoadError(DynwfError):
     """A tenant's code failed to load (syntax or import error)."""
 
 
+# A module file is created, never opened if something is there already (nor through a link).
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _write_modules(root: str, modules: Mapping[str, Any]) -> None:
     """Write a worker's modules (as ``_module`` gives them) into its isolate's folder.
 
     The engine writes them, before the load: the isolate imports its Python modules from
     the load message and only reads the files (its tenant may, as on Cloudflare), so it
-    never holds write access to its own code. Names were checked by ``_module``; "x"
-    mode never writes through a file or link that is there already.
+    never holds write access to its own code. Names were checked by ``_module``; a file
+    is only created (``O_EXCL``), never written through one or a link already there.
     """
     made = {root}
     for name, module in modules.items():
@@ -92,8 +96,14 @@ def _write_modules(root: str, modules: Mapping[str, Any]) -> None:
             data = json.dumps(module["json"]).encode()
         else:
             data = bytes.fromhex(module["data"])
-        with open(path, "xb") as f:
-            f.write(data)
+        # os.open, not open(): no buffered file object on a cold load's path.
+        fd = os.open(path, _CREATE, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
 
 def _check_code(id: str, code: Any) -> dict[str, Any]:
