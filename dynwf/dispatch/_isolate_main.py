@@ -288,7 +288,7 @@ class _Spec(importlib.machinery.ModuleSpec):
     """A tenant module's spec, with no ``__cached__``: its bytecode is never written
     (``sys.dont_write_bytecode``), so the path of a cache file is not worked out."""
 
-    @property  # type: ignore[override]
+    @property
     def cached(self) -> str | None:
         return None
 
