@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from dynwf.dispatch import TenantWorkflowBinding, tenant_binding
+from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import ROOT_PREFIX, sweep_stale
 from dynwf.engine import ManualClock, instance_detail
 from dynwf.project import Project, ReloadResult, reload_now, watch
@@ -60,6 +61,7 @@ def tmp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))  # isolate folders go there, not to /dev/shm
     yield tmp
 
 
@@ -380,6 +382,23 @@ async def test_isolate_folders_are_removed_on_kill_crash_and_shutdown(
     await until(lambda: len(holding(tmp_root, "os._exit")) == 1, "the crashed one's folder to go")
     await p.stop()  # the spare's and every live isolate's folder go with them
     assert folders(tmp_root) == []
+
+
+@pytest.mark.skipif(not isolate_module._shm_usable(), reason="no writable /dev/shm here")
+async def test_isolate_folders_are_made_in_memory_unless_tmpdir_is_set(
+    make_project: Any, tmp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TMPDIR")
+    p = await make_project()
+    await waiting_instance(p, "m")
+    iso = p.loaders["LOADER"]._workers["waiter"]._isolate
+    assert iso is not None and Path(iso.root).parent == Path(isolate_module.SHM)
+    assert "class TenantWorkflow" in (Path(iso.root) / "worker.py").read_text()
+    assert folders(tmp_root) == []  # nothing in the temp dir
+    await p.stop()
+    assert not Path(iso.root).exists()
+    monkeypatch.setenv("TMPDIR", str(tmp_root))
+    assert isolate_module.isolates_dir() == str(tmp_root)
 
 
 ENGINE = """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import gc
 import importlib
 import importlib.abc
@@ -33,7 +34,7 @@ from typing import Any
 
 from dynwf import sandbox
 from dynwf._lifetime import die_with_parent
-from dynwf.dispatch._compiled import placed
+from dynwf.dispatch._compiled import PLACEHOLDER, placed
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._wire import Connection, ConnectionLost, RemoteError
 from dynwf.engine import (
@@ -405,6 +406,8 @@ def prepare_template() -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     _event_loop().close()  # imports uvloop; the loop itself is made per isolate
+    _warm_up_compiled()  # compiled here once, not by every spare
+    resolve_step_config(None, step="template")  # the default config, worked out once
 
 
 def enter_sandbox(root: Path, *, forked: bool = False) -> sandbox.Policy:
@@ -516,6 +519,12 @@ class Default(WorkerEntrypoint):
 """
 
 
+@functools.cache
+def _warm_up_compiled() -> str:
+    """``WARM_UP_MODULE`` as the engine sends compiled code; made once, by the template."""
+    return base64.b64encode(marshal.dumps(compile(WARM_UP_MODULE, PLACEHOLDER, "exec"))).decode()
+
+
 async def _warm_up_engine(msg: dict[str, Any]) -> Any:
     """The engine's side of a warm-up pass: every step runs once and is done."""
     if msg.get("method") == "do_begin":
@@ -554,15 +563,17 @@ async def warm_up(where: Path, claimed: Callable[[], bool] = lambda: False) -> N
         engine = await Connection.open(theirs, _warm_up_engine)
         worker.conn = await Connection.open(ours, worker.handle)
         name = "_dynwf_warm_up.py"
-        code = {"mainModule": name, "modules": {name: WARM_UP_MODULE}}
-        # Sent compiled, as the engine sends code it has seen before (``_compiled``), so
-        # that path is warm too.
-        compiled = base64.b64encode(marshal.dumps(compile(WARM_UP_MODULE, name, "exec")))
-        load = {"op": "load", "code": code, "bindings": [], "optimize": sys.flags.optimize}
-        await engine.request({**load, "compiled": {name: compiled.decode()}})
+        # Shaped as a cold load is: an env value and a workflow binding, the module sent
+        # compiled as the engine sends code it has seen before (``_compiled``).
+        code = {"mainModule": name, "modules": {name: WARM_UP_MODULE}, "env": {"NAME": "warm"}}
+        bindings = ["WORKFLOWS"]
+        load = {"op": "load", "code": code, "bindings": bindings, "optimize": sys.flags.optimize}
+        await engine.request({**load, "compiled": {name: _warm_up_compiled()}})
         event = {"payload": {"k": 1}, "timestamp": "2026-04-01T00:00:00", "instanceId": "w"}
         if not claimed():
-            await engine.request({"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event})
+            # With the grant, as a cold load's run comes: its first step begins here.
+            run = {"op": "run", "run": "w", "cls": "WarmUpWorkflow", "event": event, "grant": True}
+            await engine.request(run)
         request = {"url": "http://localhost/", "method": "GET", "headers": {}, "body": ""}
         if not claimed():
             await engine.request({"op": "fetch", "cls": None, "request": request})

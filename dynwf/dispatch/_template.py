@@ -123,17 +123,20 @@ class Template:
     def alive(self) -> bool:
         return not self.closed and self.proc.returncode is None
 
-    async def fork(self, env: dict[str, str], fds: list[int], root_prefix: str) -> ForkedProcess:
+    async def fork(
+        self, env: dict[str, str], fds: list[int], root_prefix: str, root_dir: str | None = None
+    ) -> ForkedProcess:
         """A new isolate process with ``env`` as its environment, ``fds`` (its protocol
         socket, then its doorbell) as its descriptors (the caller closes its copies) and a
-        new module folder ``root_prefix...`` in this process's temp dir (``.root``),
-        removed when it exits."""
+        new module folder ``root_prefix...`` in ``root_dir`` (default: this process's temp
+        dir) as ``.root``, removed when it exits."""
         if not self.alive:
             raise TemplateError("the isolates' template process is not running")
         n = next(self._ids)
         waiter: asyncio.Future[ForkedProcess] = self._loop.create_future()
         self._forks[n] = waiter
-        request = {"fork": n, "env": env, "root_prefix": root_prefix, "root_dir": gettempdir()}
+        where = root_dir or gettempdir()
+        request = {"fork": n, "env": env, "root_prefix": root_prefix, "root_dir": where}
         data = json.dumps(request).encode()
         try:
             while True:
