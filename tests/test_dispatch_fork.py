@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.dispatch import _isolate, _template
+from dynwf.dispatch import _isolate, _isolate_main, _template
 from dynwf.project import Project
 from dynwf.workers import Request
 
@@ -239,3 +240,33 @@ async def test_fork_an_isolate_that_exits_at_once_is_still_seen_to_exit() -> Non
         b.close()
         theirs.close()
         await template.close()
+
+
+def test_fork_spare_taken_at_once_skips_its_warm_up() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        assert _isolate_main.should_warm_up(theirs.fileno(), wait_s=0.01)  # nobody took it
+        ours.send(b"\0\0\0\2{}")  # a cold load's first bytes
+        assert not _isolate_main.should_warm_up(theirs.fileno(), wait_s=5.0)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+async def test_fork_warm_up_runs_a_cold_loads_path_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    engine = _isolate_main._warm_up_engine
+
+    async def recording(msg: dict[str, Any]) -> Any:
+        seen.append(msg.get("method") or msg.get("op"))
+        return await engine(msg)
+
+    monkeypatch.setattr(_isolate_main, "_warm_up_engine", recording)
+    finders = list(sys.meta_path)
+    await _isolate_main.warm_up(tmp_path)
+    # The run's first step began on the grant (no do_begin round trip) and ended.
+    assert "granted" in seen and "do_end" in seen and "do_begin" not in seen
+    assert list(tmp_path.iterdir()) == []
+    assert "_dynwf_warm_up" not in sys.modules and sys.meta_path == finders

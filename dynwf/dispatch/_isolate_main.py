@@ -541,6 +541,18 @@ def _claimed(fd: int) -> Callable[[], bool]:
     return lambda: bool(select.select([fd], [], [], 0)[0])
 
 
+# How long a new spare waits to be taken before it warms up. In a burst of new tenants a
+# spare is taken within milliseconds of its fork, and a warm-up (some 6 ms of CPU per
+# process) would only slow the burst down; a spare nobody takes at once is warmed for
+# the next cold load, which comes later.
+WARM_UP_WAIT_S = 0.05
+
+
+def should_warm_up(fd: int, wait_s: float = WARM_UP_WAIT_S) -> bool:
+    """Whether a new spare warms up: not if a cold load takes it within ``wait_s``."""
+    return not select.select([fd], [], [], wait_s)[0]
+
+
 async def warm_up(where: Path, claimed: Callable[[], bool] = lambda: False) -> None:
     """Load and run a tenant-shaped module once, as the engine would have this isolate do,
     over a socket pair inside this process, in a folder removed afterwards.
@@ -599,11 +611,13 @@ async def warm_up(where: Path, claimed: Callable[[], bool] = lambda: False) -> N
 def serve(forked: bool = False) -> None:
     """Run this isolate until the engine closes its socket (``main`` on a fresh loop).
     ``forked``: a child of the template, which ran ``confine_shared`` already; it first
-    runs ``warm_up`` in its module folder (no tenant code: before its own sandbox)."""
+    runs ``warm_up`` in its module folder (no tenant code: before its own sandbox),
+    unless a cold load takes it at once (``should_warm_up``)."""
     root = os.environ.get("DYNWF_ISOLATE_ROOT")
     if forked and root:
-        claimed = _claimed(int(os.environ["DYNWF_ISOLATE_FD"]))
-        if not claimed():
+        fd = int(os.environ["DYNWF_ISOLATE_FD"])
+        claimed = _claimed(fd)
+        if should_warm_up(fd):
             with asyncio.Runner(loop_factory=_event_loop) as runner:
                 runner.run(warm_up(Path(root), claimed))
     booted = _boot(forked=forked)
