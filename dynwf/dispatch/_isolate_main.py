@@ -542,10 +542,12 @@ def _claimed(fd: int) -> Callable[[], bool]:
 
 
 # How long a new spare waits to be taken before it warms up. In a burst of new tenants a
-# spare is taken within milliseconds of its fork, and a warm-up (some 6 ms of CPU per
-# process) would only slow the burst down; a spare nobody takes at once is warmed for
-# the next cold load, which comes later.
-WARM_UP_WAIT_S = 0.05
+# spare is taken soon after its fork (at worst after the loads before it found slots),
+# and a warm-up (some 6 ms of CPU per process, 2 more for its loop) would only slow the
+# burst down: with 0.05 s, a quarter of a 300-tenant burst's isolates still warmed up,
+# with 0.25 s none but the first spares. A spare nobody takes is warmed for the next
+# cold load, which comes later.
+WARM_UP_WAIT_S = 0.25
 
 
 def should_warm_up(fd: int, wait_s: float = WARM_UP_WAIT_S) -> bool:
