@@ -556,12 +556,18 @@ class FactTail:
             self._size = 0
 
     def close(self, *, clean: bool) -> None:
-        if self._fd is None:
-            return
-        os.close(self._fd)
+        _close_beside(self._fd, self.path, clean=clean)
         self._fd = None
+
+
+def _close_beside(fd: int | None, path: Path, *, clean: bool) -> None:
+    """Close a file kept beside the journal (the tail, the writer mark); a clean close
+    removes it."""
+    if fd is not None:
+        os.close(fd)
         if clean:
-            self.path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+    return None
 
 
 class WriterMark:
@@ -607,12 +613,8 @@ class WriterMark:
             os.fdatasync(self._fd)
 
     def close(self, *, clean: bool) -> None:
-        if self._fd is None:
-            return
-        os.close(self._fd)
+        _close_beside(self._fd, self.path, clean=clean)
         self._fd = None
-        if clean:
-            self.path.unlink(missing_ok=True)
 
 
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
