@@ -50,9 +50,10 @@ Definitions:
   the first figure is NaN: which is why no test asserts that spinning happened.
 - **1,000 tenants**: ``--tenants`` tenants, one 3-step instance each, all created at
   once (``create()`` calls gathered 100 at a time). Total time from the first create
-  until all are complete; memory is sampled (by a separate process) every 250 ms as the engine process's RSS
+  until all are complete; memory is sampled by a separate process (``_memsample.py``,
+  started and ready before the clock starts) every 250 ms as the engine process's RSS
   plus the RSS of every child process (the live isolates and the spares), and every
-  second (reading PSS costs a page-table walk per process) as the PSS sum. The loader
+  2.5 s (reading PSS costs a page-table walk per process) as the PSS sum. The loader
   caps live isolates at ``--max-isolates`` (default 64, LRU).
   The engine process's own RSS is also read before the first create (template and
   spares started) and after the last instance completes.
@@ -89,6 +90,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as harness
+from _memsample import MemSampler, mem_kb
 
 from dynwf.dispatch import tenant_binding
 from dynwf.dispatch._isolate import Isolate, IsolateLimits, _cpu_ms, spawn
@@ -306,141 +308,6 @@ async def _boot_ms(limits: IsolateLimits) -> float:
     return elapsed * 1000
 
 
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _rss_kb(pid: int) -> int:
-    """RSS of a process in KiB from /proc/<pid>/statm (a counter: cheap); 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * _PAGE_KB
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _mem_kb(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of a process in KiB, from /proc/<pid>/smaps_rollup; (0, 0) if gone."""
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
-
-
-def _direct_children(pid: int) -> list[int] | None:
-    """The children of ``pid`` from /proc/<pid>/task/*/children (None where the kernel
-    does not have that file)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(c) for c in f.read().split())
-        except FileNotFoundError:
-            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
-                continue  # the thread ended meanwhile
-            return None
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _children(parent: int) -> list[int]:
-    """Every descendant of ``parent``: the isolates are the template's children."""
-    found, todo = [], [parent]
-    while todo:
-        kids = _direct_children(todo.pop())
-        if kids is None:
-            return _children_by_scan(parent)
-        found.extend(kids)
-        todo.extend(kids)
-    return found
-
-
-def _children_by_scan(parent: int) -> list[int]:
-    """``_children`` by reading every process's parent from /proc (slower)."""
-    kids: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [parent]
-    while todo:
-        for pid in kids.get(todo.pop(), []):
-            found.append(pid)
-            todo.append(pid)
-    return found
-
-
-class MemSampler:
-    """Peak of (engine RSS + children's RSS) and of the PSS sum, sampled periodically.
-
-    The sampling runs in its own process (this script with ``--sample-memory PID``):
-    the kernel walks a process's page tables to make smaps_rollup, and reading it (and
-    scanning /proc for the children) for ~70 processes every 100 ms on the engine's
-    event loop took ~74 ms of each 100 ms; in a thread of the engine it still cost the
-    1,000-tenant run ~1.3 s of GIL. RSS (statm) every ``every`` s, PSS every
-    ``pss_every``-th sample; one last sample of both when the block ends.
-    """
-
-    def __init__(self, every: float = 0.25, pss_every: int = 4) -> None:
-        self.every, self.pss_every = every, pss_every
-        self.peak_rss_kb = self.peak_pss_kb = self.peak_children = 0
-        self.engine_rss_at_peak_kb = 0
-        self._samples = 0
-        self._proc: subprocess.Popen[str] | None = None
-
-    def sample(self, pid: int, pss: bool = False) -> None:
-        kids = _children(pid)
-        own_rss = _rss_kb(pid)
-        rss = own_rss + sum(_rss_kb(kid) for kid in kids)
-        if rss > self.peak_rss_kb:
-            self.peak_rss_kb, self.engine_rss_at_peak_kb = rss, own_rss
-        self.peak_children = max(self.peak_children, len(kids))
-        self._samples += 1
-        if pss or self._samples % self.pss_every == 1:
-            total = _mem_kb(pid)[1] + sum(_mem_kb(kid)[1] for kid in kids)
-            self.peak_pss_kb = max(self.peak_pss_kb, total)
-
-    def serve(self, pid: int) -> None:
-        """In the sampling process: sample ``pid`` until stdin closes, then print the peaks."""
-        import select
-
-        while not select.select([sys.stdin], [], [], self.every)[0]:
-            self.sample(pid)
-        self.sample(pid, pss=True)
-        print(json.dumps(self._peaks()), flush=True)
-
-    def _peaks(self) -> dict[str, int]:
-        keys = ("peak_rss_kb", "peak_pss_kb", "peak_children", "engine_rss_at_peak_kb")
-        return {k: getattr(self, k) for k in keys}
-
-    def __enter__(self) -> MemSampler:
-        cmd = [sys.executable, __file__, "--sample-memory", str(os.getpid())]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        out, _ = self._proc.communicate(timeout=120)
-        for key, value in json.loads(out).items():
-            setattr(self, key, value)
-
-
 # -- scenarios (each runs in its own subprocess and returns its metrics) --------------
 async def scenario_cold(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """Never-seen tenants: spaced arrivals, then a burst; warm first steps for contrast."""
@@ -598,7 +465,7 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
     loader = p.loaders["LOADER"]
     try:
         await asyncio.sleep(1.0)  # the template and the spare have started
-        rss_before = _mem_kb(os.getpid())[0]
+        rss_before = mem_kb(os.getpid())[0]
         with MemSampler() as mem:
             t0 = time.perf_counter()
             for start in range(0, n, 100):
@@ -613,7 +480,7 @@ async def scenario_scale(tmp: Path, opts: dict[str, Any]) -> dict[str, Any]:
             created = time.perf_counter() - t0
             await p.engine.wait_until_idle(timeout=900)
             elapsed = time.perf_counter() - t0
-        rss_after = _mem_kb(os.getpid())[0]
+        rss_after = mem_kb(os.getpid())[0]
         counts: dict[str, int] = {}
         for st in p.engine.all_states():
             counts[st.status.value] = counts.get(st.status.value, 0) + 1
@@ -965,14 +832,10 @@ def main() -> int:
         action="store_true",
         help="start isolates as fresh interpreters, not forked from the template (to compare)",
     )
-    ap.add_argument("--sample-memory", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--scenario", help=argparse.SUPPRESS)
     ap.add_argument("--opts", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    if args.sample_memory:
-        MemSampler().serve(args.sample_memory)
-        return 0
     if args.scenario:
         print(json.dumps(harness.run_scenario(SCENARIOS, args.scenario, json.loads(args.opts))))
         return 0
