@@ -5,6 +5,7 @@ where fork is unavailable."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -41,6 +42,35 @@ class Default(WorkerEntrypoint):
 """
 
 
+# A tenant that says how its sandbox's filesystem view was made, and tries the file of
+# ``?path`` past Python (so Landlock, not the audit hook, answers).
+VIEW = """
+import ctypes
+import json
+import os
+
+from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        given = os.environ.get("DYNWF_ISOLATE_LANDLOCK_FD")
+        try:
+            os.fstat(int(given))
+            still_open = True
+        except (OSError, TypeError, ValueError):
+            still_open = False
+        with open("worker.py") as own:  # its own module, in its working directory
+            reads_own = "DYNWF_ISOLATE_LANDLOCK_FD" in own.read()
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.open(request.url.split("?", 1)[1].encode(), os.O_RDONLY)
+        other = 0 if fd >= 0 else ctypes.get_errno()
+        return Response(json.dumps(
+            {"given": given, "still_open": still_open, "reads_own": reads_own, "other": other}
+        ))
+"""
+
+
 def parent_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
@@ -68,9 +98,9 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> 
 def project_dir(tmp_path: Path) -> Path:
     root = tmp_path / "platform"
     shutil.copytree(FIXTURE, root)
-    for tenant in ("probe", "probe2"):
+    for tenant, code in (("probe", PROBE), ("probe2", PROBE), ("view", VIEW)):
         (root / "tenants" / tenant).mkdir()
-        (root / "tenants" / tenant / "worker.py").write_text(PROBE)
+        (root / "tenants" / tenant / "worker.py").write_text(code)
     return root
 
 
@@ -107,6 +137,25 @@ async def test_fork_every_isolate_is_a_child_of_one_template_child_of_the_engine
     assert parent_of(template.proc.pid) == os.getpid()  # which the engine started
     assert one[0] != two[0]
     assert one[2] == one[0] and two[2] == two[0]  # each in its own session, as spawned
+
+
+async def test_fork_isolate_enters_the_landlock_ruleset_its_template_built(
+    make_project: Any,
+) -> None:
+    p = await make_project()
+    await probe(p, "probe")
+    iso = p.loaders["LOADER"]._workers["probe"]._isolate
+    assert iso is not None and iso.root
+    neighbour = os.path.join(iso.root, "worker.py")
+    r = await asyncio.wait_for(p.fetch(Request(f"http://localhost/view/?{neighbour}")), 60)
+    assert r.status == 200, r.body
+    seen = json.loads(r.body)
+    # The template built the ruleset and said which descriptor; the isolate enforced that
+    # one (and closed it) instead of building its own, and it holds: its own modules are
+    # readable, a neighbour isolate's are not (EACCES from Landlock itself).
+    assert seen["given"] is not None and seen["given"].isdigit(), seen
+    assert seen["still_open"] is False and seen["reads_own"] is True, seen
+    assert seen["other"] == 13, seen
 
 
 async def test_fork_template_killed_is_replaced_and_tenants_are_served_again(

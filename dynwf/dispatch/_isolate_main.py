@@ -410,7 +410,9 @@ def prepare_template() -> None:
     resolve_step_config(None, step="template")  # the default config, worked out once
 
 
-def enter_sandbox(root: Path, *, forked: bool = False) -> sandbox.Policy:
+def enter_sandbox(
+    root: Path, *, forked: bool = False, ruleset: int | None = None
+) -> sandbox.Policy:
     """Put this isolate in the sandbox, before any tenant code is imported.
 
     The one place an isolate process confines itself: ``confine_shared`` (namespaces,
@@ -423,11 +425,12 @@ def enter_sandbox(root: Path, *, forked: bool = False) -> sandbox.Policy:
     and before the event loop is made (uvloop would set up an io_uring the sandbox refuses).
     Under ``--sandbox=require`` a missing protection ends the process (the engine said
     so at start); under ``auto`` the engine's start-up notice named what is off.
+    ``ruleset``: its Landlock ruleset, built by the template (``isolate_ruleset``).
     """
     policy = sandbox.policy_from_env()
     if not forked:
         sandbox.confine_shared(policy)
-    sandbox.confine_isolate(policy, root)
+    sandbox.confine_isolate(policy, root, ruleset)
     return policy
 
 
@@ -463,11 +466,13 @@ def _boot(*, forked: bool = False) -> _Boot:
     # The engine made this folder and removes it when this process exits.
     given = os.environ.get("DYNWF_ISOLATE_ROOT")
     root = Path(given) if given else Path(tempfile.mkdtemp(prefix="dynwf-isolate-"))
+    built = os.environ.get("DYNWF_ISOLATE_LANDLOCK_FD")  # the template built its ruleset
+    ruleset = int(built) if built else None
     # Tenant output, print() or a bare write to fd 1, goes to the engine's stderr: the
     # engine's stdout may be a report or JSON (``dynwf run --json``).
     os.dup2(2, 1)
     sys.stdout = sys.stderr  # and as promptly as stderr (line-buffered, not block-buffered)
-    return _Boot(sock, doorbell, root, enter_sandbox(root, forked=forked))
+    return _Boot(sock, doorbell, root, enter_sandbox(root, forked=forked, ruleset=ruleset))
 
 
 async def main(boot: _Boot) -> None:

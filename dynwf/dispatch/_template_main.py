@@ -106,18 +106,38 @@ def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> No
     ):
         _send(control, {"forked": request.get("fork"), "error": "malformed fork request"})
         return
+    ruleset: int | None = None
     try:
         # The isolate's module folder, made and removed here, off the engine's loop; the
         # engine removes it too if this process dies first.
         root = tempfile.mkdtemp(prefix=prefix, dir=where)
+        # Its Landlock ruleset too: here the work is warm, in the child it is not.
+        ruleset = _ruleset(env, root)
         pid = os.fork()
     except OSError as exc:
+        if ruleset is not None:
+            os.close(ruleset)
         _send(control, {"forked": request["fork"], "error": f"fork failed: {exc}"})
         return
     if pid == 0:
-        _isolate(control, {**env, "DYNWF_ISOLATE_ROOT": root}, fds)  # never returns
+        child_env = {**env, "DYNWF_ISOLATE_ROOT": root}
+        if ruleset is not None:
+            child_env["DYNWF_ISOLATE_LANDLOCK_FD"] = str(ruleset)
+        _isolate(control, child_env, fds)  # never returns
+    if ruleset is not None:
+        os.close(ruleset)  # the child has its copy
     _ROOTS[pid] = root
     _send(control, {"forked": request["fork"], "pid": pid, "root": root})
+
+
+def _ruleset(env: dict[str, Any], root: str) -> int | None:
+    """The isolate's Landlock ruleset (``sandbox.isolate_ruleset``) for the policy its
+    environment names; None if it cannot be built here (the isolate then builds it)."""
+    try:
+        policy = sandbox.policy_from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    except Exception:  # a malformed policy: the isolate reports it as it reads its env
+        return None
+    return sandbox.isolate_ruleset(policy, root)
 
 
 def _kill(pid: object) -> None:

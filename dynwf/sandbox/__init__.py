@@ -21,6 +21,7 @@ from dynwf.sandbox._apply import (
     confine_isolate,
     confine_shared,
     isolate_environ,
+    isolate_ruleset,
     runtime_paths,
 )
 from dynwf.sandbox._policy import ALLOW_VAR, MODE_VAR, MODES, Mode, Policy, configure
@@ -41,6 +42,7 @@ __all__ = [
     "confine_isolate",
     "confine_shared",
     "isolate_environ",
+    "isolate_ruleset",
     "policy_from_env",
     "probe",
     "runtime_paths",
