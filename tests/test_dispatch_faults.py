@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dynwf.dispatch import TenantWorkflowBinding, tenant_binding
+from dynwf.dispatch import TenantWorkflowBinding, _template, tenant_binding
 from dynwf.dispatch import _isolate as isolate_module
 from dynwf.dispatch._isolate import ROOT_PREFIX, sweep_stale
 from dynwf.engine import ManualClock, instance_detail
@@ -231,6 +231,28 @@ async def test_dead_spare_handed_to_a_tenant_is_replaced(make_project: Any) -> N
     await inst.send_event({"type": "go", "payload": "after two deaths"})
     await p.engine.wait_until_idle(timeout=60)
     assert (await inst.status())["output"] == {"got": "after two deaths"}
+
+
+async def test_spare_whose_template_died_while_forking_it_is_replaced(
+    make_project: Any,
+) -> None:
+    p = await make_project()
+    inst = await waiting_instance(p, "d")
+    loader = p.loaders["LOADER"]
+    pool = loader._pool
+
+    async def fork_failed() -> Any:  # what a spare's task holds if its template died
+        raise _template.TemplateError("the isolates' template process exited")
+
+    pool._spares.appendleft(asyncio.ensure_future(fork_failed()))
+    iso = loader._workers["waiter"]._isolate
+    assert iso is not None
+    os.kill(iso.pid, signal.SIGKILL)  # the next pass needs a new isolate: the failed spare's
+    await iso.proc.wait()
+    await inst.send_event({"type": "go", "payload": "after a failed spare"})
+    await p.engine.wait_until_idle(timeout=60)
+    assert (await inst.status())["output"] == {"got": "after a failed spare"}
+    assert not any(t.done() and t.exception() for t in pool._spares)
 
 
 # -- item 6: the engine trusts nothing an isolate sends ----------------------------------

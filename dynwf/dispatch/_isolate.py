@@ -28,7 +28,7 @@ from dynwf import sandbox
 from dynwf.dispatch import _protocol, _template
 from dynwf.dispatch._doorbell import Doorbell
 from dynwf.dispatch._template import ForkedProcess, Template
-from dynwf.dispatch._wire import Connection, FastHandler, Handler
+from dynwf.dispatch._wire import Connection, ConnectionLost, FastHandler, Handler
 
 log = logging.getLogger("dynwf.dispatch")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -408,7 +408,14 @@ class IsolatePool:
         # loader calls it): starting one now would compete for the CPU with the
         # tenant's import and its first step.
         spare = self._spares.popleft() if self._spares else None
-        got = await spare if spare is not None else None
+        got: Spare | None = None
+        if spare is not None:
+            try:
+                got = await spare
+            except (_template.TemplateError, ConnectionLost) as exc:
+                # Its template died while forking it (and is replaced on the next fork):
+                # a failed spare is not this load's failure.
+                log.info("the spare isolate did not start (%s); starting another", exc)
         if got is not None and not got.isolate.usable():
             log.info("the spare isolate (pid %s) had exited; starting another", got.proc.pid)
             await got.isolate.close()
