@@ -16,6 +16,7 @@ from dynwf.compat.pyodide_ffi import create_proxy
 from dynwf.dispatch import IsolateLimits, TenantWorkflowBinding, tenant_binding
 from dynwf.dispatch import _compiled as compiled_module
 from dynwf.dispatch import _isolate as isolate_module
+from dynwf.dispatch import _loader as loader_module
 from dynwf.dispatch._isolate import discard
 from dynwf.dispatch._loader import FETCH_LOAD_TRIES, WorkerStub
 from dynwf.engine import ManualClock, PassInterrupted, TimeControl
@@ -206,6 +207,38 @@ async def test_dispatch_lru_keeps_at_most_max_isolates(make_project: Any) -> Non
     assert len(live) <= 1
     for tenant, id in (("acme", "a"), ("globex", "g")):
         assert (await (await binding(p, tenant).get(id)).status())["status"] == "complete"
+
+
+# A tenant whose fetch answers after ``?s=SECONDS``.
+SLOW = """
+import asyncio
+
+from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        await asyncio.sleep(float(request.url.rsplit("=", 1)[1]))
+        return Response("done")
+"""
+
+
+async def test_dispatch_load_waiting_for_room_goes_on_when_an_isolate_goes_idle(
+    make_project: Any, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("slow", "next"):
+        (project_dir / "tenants" / name).mkdir()
+        (project_dir / "tenants" / name / "worker.py").write_text(SLOW)
+    # No periodic look: only the isolate going idle can let the second load go on.
+    monkeypatch.setattr(loader_module, "ROOM_POLL_S", 3600.0)
+    p = await make_project(max_isolates=1)
+    loader = p.loaders["LOADER"]
+    first = asyncio.ensure_future(p.fetch(Request("http://localhost/slow/?s=0.5")))
+    while loader._workers.get("slow") is None or loader._workers["slow"]._isolate is None:
+        await asyncio.sleep(0.01)
+    second = await asyncio.wait_for(p.fetch(Request("http://localhost/next/?s=0")), 60)
+    assert second.status == 200 and (await first).status == 200
+    assert [w for w in loader.loaded() if loader._workers[w]._isolate is not None] == ["next"]
 
 
 async def test_dispatch_request_whose_load_an_eviction_cut_loads_again(

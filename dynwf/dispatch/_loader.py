@@ -11,6 +11,7 @@ runs it in the engine's process so breakpoints work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.abc
 import importlib.machinery
 import inspect
@@ -61,6 +62,9 @@ BLOCKED_GRACE_S = 1.0
 # the template to fork the next ones while the engine loads one, few enough that a burst
 # of new tenants does not start a process per tenant at once.
 STARTING = 4
+# While every isolate is busy, a cold load waiting for room is woken when one goes idle,
+# and looks again this often anyway (for isolates that died meanwhile).
+ROOM_POLL_S = 0.05
 # How many times a request's load of a tenant's code may be cut by an LRU eviction.
 FETCH_LOAD_TRIES = 5
 
@@ -195,6 +199,7 @@ class WorkerLoader:
         self._compiled = CompiledModules()  # tenant modules the isolates need not compile
         self.loads = 0  # how many times code was loaded (for tests and the bench)
         self._slots = asyncio.Lock()  # cold loads take isolate slots one at a time
+        self._went_idle = asyncio.Event()  # an isolate's last run or fetch ended
         self._starting = asyncio.Semaphore(STARTING)
         self._background: set[asyncio.Task[None]] = set()
         # The platform worker this binding belongs to: (env, main module getter), set
@@ -301,7 +306,18 @@ class WorkerLoader:
             if idle or asyncio.get_running_loop().time() > deadline:
                 await self.evict((idle or live)[0].id)
             else:
-                await asyncio.sleep(0.01)
+                # Until an isolate goes idle (``_done_with``); a process that dies is seen
+                # on the next look.
+                self._went_idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ROOM_POLL_S):
+                        await self._went_idle.wait()
+
+    def _done_with(self, iso: Isolate) -> None:
+        """A run, fetch or load in ``iso`` ended: one less keeping it from eviction."""
+        iso.busy -= 1
+        if not iso.busy:
+            self._went_idle.set()
 
     async def close(self) -> None:
         await self.evict_all()
@@ -537,7 +553,7 @@ class WorkerStub:
             detail = f"{exc.error.get('name')}: {exc.error.get('message')}"
             raise CodeLoadError(f"worker {self.id!r} failed to load: {detail}") from None
         finally:
-            iso.busy -= 1
+            self.loader._done_with(iso)
         self._isolate = iso
         return iso
 
@@ -796,7 +812,7 @@ class EntrypointStub:
         finally:
             w._runs.pop(token, None)
             for tried, _n, reply in sent:
-                tried.busy -= 1
+                w.loader._done_with(tried)
                 tried.run_ended(token)
                 if tried.conn.doorbell is not None:
                     tried.conn.doorbell.hint = False  # until a pass runs in it again
@@ -871,7 +887,7 @@ class EntrypointStub:
             return Response(f"{exc.error.get('name')}: {exc.error.get('message')}", status=500)
         finally:
             iso.attempt_ended(f"fetch:{n}")
-            iso.busy -= 1
+            w.loader._done_with(iso)
         response = _response(out)
         if response is None:
             iso.kill(f"worker {w.id!r} answered a request with a malformed response")
