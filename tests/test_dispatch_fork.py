@@ -184,9 +184,15 @@ async def test_fork_evicted_isolate_is_killed_by_its_template(make_project: Any)
         return ask(child)
 
     template.kill_child = kill_child
+    iso = loader._workers["probe"]._isolate
+    assert iso is not None and iso.pid == pid
     assert await loader.evict("probe")
     await until(lambda: not running(pid), "the evicted isolate to exit")
     assert sent == [pid]  # asked of the template, which reaps it and reports its exit
+    # It died of the SIGKILL, not woken first to the end of its input (the engine closes
+    # its end of the socket only once the process is gone), and then that end is closed.
+    assert await asyncio.wait_for(iso.proc.wait(), 60) == -signal.SIGKILL
+    await asyncio.wait_for(iso.conn.closed, 60)
     again, same_template, _ = await probe(p, "probe")  # loaded again, forked again
     assert again != pid and same_template == template_pid
 

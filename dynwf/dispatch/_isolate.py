@@ -191,18 +191,48 @@ class Isolate:
 
     async def close(self, *, wait: bool = True) -> None:
         """Stop the process; ``wait=False`` does not wait for it to exit (an eviction:
-        a SIGKILLed process frees its memory without the engine watching)."""
+        a SIGKILLed process frees its memory without the engine watching).
+
+        The engine's end of the socket is closed once the process has died: closed at
+        once, it woke the process to the end of its input, and most evicted isolates of a
+        burst spent ~2 ms of CPU shutting themselves down before the SIGKILL landed."""
         self.closing = True
-        if self.alive:
-            self.kill("evicted", quiet=True)
-        await self.conn.close()
+        if not self.alive:
+            await self._release()
+            return
+        self.kill("evicted", quiet=True)
         if wait:
+            await self._release_when_dead()
+            return
+        task = asyncio.ensure_future(self._release_when_dead())
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
+
+    async def _release_when_dead(self) -> None:
+        try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self.proc.wait()
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        """Close the engine's end of the socket and the doorbell."""
+        await self.conn.close()
         bell, self.conn.doorbell = self.conn.doorbell, None
         if bell is not None:
             bell.close()
+
+
+# Evicted isolates whose socket is closed once their process has died (``Isolate.close``).
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+async def released() -> None:
+    """Wait until every evicted isolate's socket is closed (their processes have died)."""
+    loop = asyncio.get_running_loop()
+    while mine := [t for t in _RELEASING if t.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 # A started isolate process, the engine's end of its message socket, its doorbell, and
@@ -512,4 +542,5 @@ class IsolatePool:
             if self._template is not None:
                 await self._template.close()
                 self._template = None
+        await released()
         await reap(stopped)
