@@ -48,20 +48,21 @@ VIEW = """
 import ctypes
 import json
 import os
+import sys
 
 from workers import Response, WorkerEntrypoint
 
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        given = os.environ.get("DYNWF_ISOLATE_LANDLOCK_FD")
+        given = sys.modules["dynwf.dispatch._isolate_main"].BOOT.ruleset
         try:
-            os.fstat(int(given))
+            os.fstat(given)
             still_open = True
         except (OSError, TypeError, ValueError):
             still_open = False
         with open("worker.py") as own:  # its own module, in its working directory
-            reads_own = "DYNWF_ISOLATE_LANDLOCK_FD" in own.read()
+            reads_own = "BOOT.ruleset" in own.read()
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.open(request.url.split("?", 1)[1].encode(), os.O_RDONLY)
         other = 0 if fd >= 0 else ctypes.get_errno()
@@ -153,7 +154,7 @@ async def test_fork_isolate_enters_the_landlock_ruleset_its_template_built(
     # The template built the ruleset and said which descriptor; the isolate enforced that
     # one (and closed it) instead of building its own, and it holds: its own modules are
     # readable, a neighbour isolate's are not (EACCES from Landlock itself).
-    assert seen["given"] is not None and seen["given"].isdigit(), seen
+    assert isinstance(seen["given"], int), seen
     assert seen["still_open"] is False and seen["reads_own"] is True, seen
     assert seen["other"] == 13, seen
 

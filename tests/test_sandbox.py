@@ -39,8 +39,10 @@ ATTACKS = [
     "read_journal", "read_journal_raw", "write_neighbour_code", "write_dispatcher",
     "list_project", "signal_engine", "signal_engine_raw", "engine_environ", "engine_memory",
     "env_secret", "connect_engine", "socket_raw", "spawn", "fork", "fork_raw", "write_tmp",
-    "big_file", "write_dispatcher_raw", "engine_environ_raw", "network_namespace",
+    "big_file", "write_dispatcher_raw", "engine_environ_raw", "network_namespace", "environ",
 ]  # fmt: skip
+# All a tenant's environment may hold: the locale (as the sandbox's start leaves it).
+LOCALE = {"LANG", "LC_ALL", "LC_CTYPE", "TZ"}
 # What each attack must meet: the sandbox's own message (Python-level calls) or the
 # kernel's refusal (calls made past Python, through ctypes).
 SANDBOX = "dynwf sandbox: "
@@ -110,6 +112,9 @@ def targets(p: Project, allowed: Path) -> dict[str, Any]:
 def check(results: dict[str, Any], where: str) -> None:
     assert set(results) == set(ATTACKS), where
     assert results["env_secret"] == {"ok": "None"}, f"{where}: the engine's secret leaked"
+    # nothing of the engine's or the isolate's own settings either, forked or spawned
+    names = set(results["environ"]["ok"].strip("'").split())
+    assert names <= LOCALE, f"{where}: a tenant's environment holds {sorted(names)}"
     # its own network namespace: nothing to connect to even past the socket() refusal
     engine_net = os.readlink("/proc/self/ns/net")
     assert results["network_namespace"]["ok"] not in (repr(engine_net), None), results

@@ -442,6 +442,12 @@ class _Boot:
     doorbell: Doorbell | None
     root: Path
     policy: sandbox.Policy
+    # The Landlock ruleset the template built for it (enforced and closed by now), if any.
+    ruleset: int | None
+
+
+# This process's, once ``_boot`` ran: the environment it came from is emptied by then.
+BOOT: _Boot | None = None
 
 
 def _boot(*, forked: bool = False) -> _Boot:
@@ -472,7 +478,9 @@ def _boot(*, forked: bool = False) -> _Boot:
     # engine's stdout may be a report or JSON (``dynwf run --json``).
     os.dup2(2, 1)
     sys.stdout = sys.stderr  # and as promptly as stderr (line-buffered, not block-buffered)
-    return _Boot(sock, doorbell, root, enter_sandbox(root, forked=forked, ruleset=ruleset))
+    global BOOT
+    BOOT = _Boot(sock, doorbell, root, enter_sandbox(root, forked=forked, ruleset=ruleset), ruleset)
+    return BOOT
 
 
 async def main(boot: _Boot) -> None:

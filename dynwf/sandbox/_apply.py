@@ -222,12 +222,14 @@ def confine_isolate(
     processes, or make namespaces, mounts or io_uring (seccomp); no file it writes grows
     past ``MAX_FILE_BYTES``; no core dumps. An audit hook turns the refused calls that
     Python makes into ``PermissionError``s that say why. The working directory leaves
-    ``sys.path``.
+    ``sys.path``. The environment is emptied down to the locale, as ``confine_shared``
+    leaves it.
 
     Assumes: ``confine_shared`` already ran in this process or the template it was forked
     from (for ``no_new_privs``, and it prepares what this call reuses), and every file descriptor the isolate needs (its
     protocol socket, its doorbell) is already open: nothing can be opened outside the
-    view afterwards. Runs in the isolate's own process (the seccomp filter allows
+    view afterwards, and whatever the isolate reads from its environment is read. Runs
+    in the isolate's own process (the seccomp filter allows
     signals to this pid only), before any tenant code is imported. Cheap: a few dozen
     system calls. Nothing under ``policy.mode == "off"``. ``ruleset``: the Landlock part,
     built ahead by ``isolate_ruleset`` for the same policy and folder (closed here).
@@ -239,6 +241,9 @@ def confine_isolate(
             return []
         return _refuse(policy, [Missing("all protections", f"{sys.platform} is not Linux")])
     missing: list[Missing] = []
+    # A forked isolate's settings came in its environment after the template's was
+    # emptied: read by now (see Assumes), and none of the tenant's business.
+    _scrub_environ()
     pid = os.getpid()
     root = os.path.abspath(modules)
     read, write = _grants(policy, root)
