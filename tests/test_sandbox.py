@@ -40,6 +40,7 @@ ATTACKS = [
     "list_project", "signal_engine", "signal_engine_raw", "engine_environ", "engine_memory",
     "env_secret", "connect_engine", "socket_raw", "spawn", "fork", "fork_raw", "write_tmp",
     "big_file", "write_dispatcher_raw", "engine_environ_raw", "network_namespace", "environ",
+    "thread", "thread_pool",
 ]  # fmt: skip
 # All a tenant's environment may hold: the locale (as the sandbox's start leaves it).
 LOCALE = {"LANG", "LC_ALL", "LC_CTYPE", "TZ"}
@@ -65,6 +66,9 @@ EXPECTED: dict[str, tuple[str, str | int]] = {
     "big_file": ("OSError", 27),  # EFBIG: past MAX_FILE_BYTES, even in an allowed folder
     "write_dispatcher_raw": ("PermissionError", 13),
     "engine_environ_raw": ("PermissionError", 13),
+    # Pyodide's own error: Python Workers have no threads
+    "thread": ("RuntimeError", "can't start new thread (" + SANDBOX),
+    "thread_pool": ("RuntimeError", "can't start new thread (" + SANDBOX),
 }
 
 

@@ -5,6 +5,11 @@ An audit hook (PEP 578) sees ``open``, ``socket``, process and signal calls and 
 It is not the boundary: code that goes around it (ctypes, a C extension) meets the
 kernel's refusal (Landlock, seccomp) as a bare ``EPERM``/``EACCES``. A hook cannot be
 removed once added, so it is added only in an isolate's own process.
+
+Python threads fail to start as they do in Pyodide, which Python Workers run on
+(``RuntimeError: can't start new thread``; Cloudflare lists ``threading`` as "not
+functional"). Only Python's own starters are replaced: the kernel still lets threads
+start, for native libraries that run their own.
 """
 
 from __future__ import annotations
@@ -95,5 +100,26 @@ class Hook:
         )
 
 
+# ``_thread``'s starters across Python versions, and ``threading``'s own references to them.
+_THREAD_STARTERS = ("start_new_thread", "start_new", "start_joinable_thread")
+_THREADING_STARTERS = ("_start_new_thread", "_start_joinable_thread")
+
+
+def _no_threads(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError(
+        f"can't start new thread ({PREFIX}: Python Workers run on WebAssembly, where "
+        "threading is not functional; run concurrent work as asyncio tasks)"
+    )
+
+
 def install(hook: Hook) -> None:
     sys.addaudithook(hook)
+    import _thread
+    import threading
+
+    for name in _THREAD_STARTERS:
+        if hasattr(_thread, name):
+            setattr(_thread, name, _no_threads)
+    for name in _THREADING_STARTERS:
+        if hasattr(threading, name):
+            setattr(threading, name, _no_threads)
