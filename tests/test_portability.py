@@ -163,6 +163,31 @@ CASES: list[tuple[str, str, str, str]] = [
     ),
     ("host-process", "tenant", "import os\n\nos.kill(1, 9)  # <-\n", "import os\n\nos.sep\n"),
     (
+        "host-thread",
+        "tenant",
+        "import threading\n\nthreading.Thread(target=print).start()  # <-\n",
+        "import threading\n\nLOCK = threading.Lock()\n",
+    ),
+    (
+        "host-thread",
+        "dispatcher",
+        "from concurrent.futures import ThreadPoolExecutor as Pool\n\nPOOL = Pool(4)  # <-\n",
+        "from concurrent.futures import Future\n\nPENDING = Future()\n",
+    ),
+    (
+        "host-thread",
+        "run",
+        "        import asyncio\n        return await asyncio.to_thread(sum, [1])  # <-\n",
+        "        import asyncio\n        return await asyncio.sleep(0, sum([1]))\n",
+    ),
+    (
+        "host-thread",
+        "run",
+        "        import asyncio\n        loop = asyncio.get_running_loop()\n"
+        "        return await loop.run_in_executor(None, sum, [1])  # <-\n",
+        "        import asyncio\n        return sum([1])\n",
+    ),
+    (
         "host-env",
         "tenant",
         'import os\n\nKEY = os.environ["API_KEY"]  # <-\n',

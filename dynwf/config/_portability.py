@@ -28,6 +28,8 @@ from dynwf.config._portability_rules import (
     RULES,
     STEP_CONFIG_KEYS,
     STEP_ERROR_CLASSES,
+    THREAD_METHODS,
+    THREAD_STARTERS,
     Rule,
 )
 from dynwf.config._source import Node
@@ -84,6 +86,8 @@ class _Visitor(ast.NodeVisitor):
         self.workflows_names: set[str] = set()
         self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         self.dicts: dict[str, ast.Dict] = {}
+        # name bound by an import -> what it stands for ("th" -> "threading")
+        self.imported: dict[str, str] = {}
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -261,6 +265,7 @@ class _Visitor(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             name, bound = alias.name, alias.asname or alias.name.split(".")[0]
+            self.imported[bound] = name if alias.asname else bound
             self._imported_module(node, name)
             if name == "os":
                 self.os_names.add(bound)
@@ -294,6 +299,7 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             bound = alias.asname or alias.name
             full = f"{module}.{alias.name}"
+            self.imported[bound] = full
             if full in OUTBOUND_MODULES:
                 self.hit("outbound-http", node, f"from {module} import {alias.name}")
             elif module == "os" and alias.name in ENV_OS_NAMES:
@@ -456,6 +462,10 @@ class _Visitor(ast.NodeVisitor):
         func, name = node.func, _called(node)
         if isinstance(func, ast.Attribute):
             self._method_call(node, func)
+        if self._qualified(func) in THREAD_STARTERS or (
+            isinstance(func, ast.Attribute) and func.attr in THREAD_METHODS
+        ):
+            self.hit("host-thread", node)
         if name == "open" and self._is_open(func):
             self.hit("host-file", node)
         elif name == "dict" and node.args and (rule := self._js_result(node.args[0])):
@@ -482,6 +492,17 @@ class _Visitor(ast.NodeVisitor):
         elif name == "dispatch_workflow" and node.args:
             self.hit("dispatch-workflow-args", node)
         self.generic_visit(node)
+
+    def _qualified(self, func: ast.expr) -> str:
+        """A dotted callee with its first name resolved through the module's imports
+        (``th.Thread`` after ``import threading as th``: ``threading.Thread``); "" if not."""
+        parts: list[str] = []
+        while isinstance(func, ast.Attribute):
+            parts.append(func.attr)
+            func = func.value
+        if not isinstance(func, ast.Name) or func.id not in self.imported:
+            return ""
+        return ".".join([self.imported[func.id], *reversed(parts)])
 
     def _is_open(self, func: ast.expr) -> bool:
         """``open(...)``, ``io.open(...)``, ``os.open(...)``."""

@@ -76,6 +76,14 @@ PROCESS_OS_CALLS = frozenset(
      "execl", "execlp", "spawnl", "spawnv", "posix_spawn", "_exit"}
 )  # fmt: skip
 ENV_OS_NAMES = frozenset({"environ", "getenv", "environb", "putenv", "unsetenv"})
+# What starts a Python thread, by the name it is imported under (Pyodide has no threads:
+# "can't start new thread"); and the event loop's method that hands work to one.
+THREAD_STARTERS = frozenset(
+    {"threading.Thread", "threading.Timer", "_thread.start_new_thread", "_thread.start_new",
+     "concurrent.futures.ThreadPoolExecutor", "concurrent.futures.thread.ThreadPoolExecutor",
+     "asyncio.to_thread"}
+)  # fmt: skip
+THREAD_METHODS = frozenset({"run_in_executor"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +207,14 @@ _RULES = (
         "tenant",
         "`{detail}`: Workers have no processes",
         "do the work in the tenant, or call a service with `from workers import fetch`",
+    ),
+    Rule(
+        "host-thread",
+        "error",
+        "both",
+        "`{detail}` starts a thread; Python Workers run on Pyodide, which has none "
+        "(RuntimeError: can't start new thread)",
+        "run concurrent work as asyncio tasks (`asyncio.gather`, `asyncio.create_task`)",
     ),
     Rule(
         "host-env",
