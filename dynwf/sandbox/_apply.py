@@ -226,12 +226,12 @@ def confine_isolate(
     leaves it.
 
     Assumes: ``confine_shared`` already ran in this process or the template it was forked
-    from (for ``no_new_privs``, and it prepares what this call reuses), and every file descriptor the isolate needs (its
-    protocol socket, its doorbell) is already open: nothing can be opened outside the
-    view afterwards, and whatever the isolate reads from its environment is read. Runs
-    in the isolate's own process (the seccomp filter allows
-    signals to this pid only), before any tenant code is imported. Cheap: a few dozen
-    system calls. Nothing under ``policy.mode == "off"``. ``ruleset``: the Landlock part,
+    from (for ``no_new_privs``, and it prepares what this call reuses), and every file
+    descriptor the isolate needs (its protocol socket, its doorbell) is already open:
+    nothing can be opened outside the view afterwards, and whatever the isolate reads
+    from its environment is read. Runs in the isolate's own process (the seccomp filter
+    allows signals to this pid only), before any tenant code is imported. Cheap: a few
+    dozen system calls. Nothing under ``policy.mode == "off"``. ``ruleset``: the Landlock part,
     built ahead by ``isolate_ruleset`` for the same policy and folder (closed here).
     """
     if not policy.on or not sys.platform.startswith("linux"):

@@ -5,8 +5,8 @@ no new sockets, no signals to any process but itself, no tracing or reading othe
 processes' memory, no namespaces, mounts, keyrings, BPF or io_uring (whose operations
 would pass by this filter). Threads still start, for native libraries that run their
 own (Python's thread starters fail in the isolate: ``_hook``): ``clone3`` answers ENOSYS,
-so the C library falls back to ``clone``, whose flags the filter can read. Everything else is
-allowed. Built as classic BPF by hand (no libseccomp), for x86_64 and aarch64.
+so the C library falls back to ``clone``, whose flags the filter can read. Everything
+else is allowed. Built as classic BPF by hand (no libseccomp), for x86_64 and aarch64.
 """
 
 from __future__ import annotations
